@@ -1,0 +1,191 @@
+//! Command-line interface of `xunjian-agent` (clap derive; every flag also
+//! readable from an environment variable).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use xunjian_proto::Report;
+
+use crate::collect::SystemCollector;
+use crate::config::AgentConfig;
+use crate::logging::{self, LogFormat};
+use crate::{EXIT_CONFIG, enroll, runner, signals};
+
+/// Xunjian agent: collects this host's inspection facts and streams them to
+/// the collector.
+#[derive(Debug, Parser)]
+#[command(name = "xunjian-agent", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "XUNJIAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level or filter (RUST_LOG overrides it).
+    #[arg(long, global = true, env = "XUNJIAN_LOG", default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: collect on schedule and stream to the collector.
+    Run {
+        /// Agent configuration file (TOML).
+        #[arg(long, short, env = "XUNJIAN_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Enroll this host with a collector using a one-time token.
+    Enroll {
+        /// The collector's address, https://HOST:PORT.
+        #[arg(long, env = "XUNJIAN_COLLECTOR")]
+        collector: String,
+        /// The token printed by `xunjian token create`.
+        #[arg(long, env = "XUNJIAN_TOKEN")]
+        token: String,
+        /// Where to store the key and certificate; defaults to the
+        /// `data_dir` of --config, else /var/lib/xunjian-agent.
+        #[arg(long, env = "XUNJIAN_AGENT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Agent configuration file whose data_dir to use.
+        #[arg(long, short, env = "XUNJIAN_AGENT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Name to verify the collector's certificate against, when it
+        /// differs from the host in --collector.
+        #[arg(long, env = "XUNJIAN_SERVER_NAME")]
+        server_name: Option<String>,
+    },
+    /// Collect once and print the report; sends nothing.
+    Check {
+        /// Print JSON (the report as it would be sent).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a configuration file and exit (64 when it is invalid).
+    Validate {
+        #[arg(long, short, env = "XUNJIAN_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    logging::init(cli.log_format, &cli.log_level);
+    match cli.command {
+        Command::Validate { config } => match AgentConfig::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(e),
+        },
+        Command::Check { json } => check(json).await,
+        Command::Enroll {
+            collector,
+            token,
+            data_dir,
+            config,
+            server_name,
+        } => {
+            let data_dir = match (data_dir, config) {
+                (Some(d), _) => d,
+                (None, Some(c)) => match AgentConfig::load(&c) {
+                    Ok(c) => c.data_dir,
+                    Err(e) => return config_error(e),
+                },
+                (None, None) => AgentConfig::with_data_dir("/var/lib/xunjian-agent".into()).data_dir,
+            };
+            match enroll::enroll(&data_dir, &collector, &token, server_name.as_deref()).await {
+                Ok(creds) => {
+                    println!(
+                        "enrolled as agent {} with {}; credentials in {}",
+                        creds.agent_id,
+                        creds.collector_url,
+                        data_dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("xunjian-agent: enrollment failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run { config } => {
+            let config = match AgentConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            let stop = signals::shutdown_token();
+            match runner::start(&config, stop).await {
+                Ok(agent) => {
+                    agent.wait().await;
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("xunjian-agent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn check(json: bool) -> ExitCode {
+    let report = tokio::task::spawn_blocking(|| {
+        let mut c = SystemCollector::new();
+        Report {
+            sequence: 0,
+            collected_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+            sections: runner::collect_sections(&mut c, true),
+            ..Default::default()
+        }
+    })
+    .await;
+    let Ok(report) = report else {
+        eprintln!("xunjian-agent: collection failed");
+        return ExitCode::FAILURE;
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("xunjian-agent: cannot encode the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print_summary(&report);
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_summary(report: &Report) {
+    use xunjian_proto::section::Kind;
+    for s in &report.sections {
+        match &s.kind {
+            Some(Kind::Inventory(i)) => {
+                println!("host      {}", i.hostname);
+                println!("os        {} {} (kernel {}, {})", i.os_name, i.os_version, i.kernel_version, i.arch);
+                println!("cpu       {} x{}", i.cpu_model, i.cpu_logical);
+            }
+            Some(Kind::Metrics(b)) => {
+                for m in &b.metrics {
+                    let labels = crate::collect::labels_text(&m.labels);
+                    println!("{:<24}{:>16.2} {}", m.name, m.value, labels);
+                }
+            }
+            Some(Kind::Checks(c)) => {
+                for r in &c.results {
+                    println!("{:<32} {:?} {}", r.check_id, r.status(), r.value);
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+fn config_error(e: crate::config::ConfigError) -> ExitCode {
+    eprintln!("xunjian-agent: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}

@@ -1,0 +1,378 @@
+//! Command-line interface of `xunjian`: the collector (`up`, `serve`) and
+//! the operators' commands. clap derive; every flag also readable from an
+//! environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use xunjian_agent::logging::{self, LogFormat};
+use xunjian_agent::{EXIT_CONFIG, signals};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{CollectorConfig, ConfigError};
+use crate::pki::Pki;
+use crate::server::Collector;
+use crate::store::{self, HostRow, fmt_time};
+
+/// Xunjian: fleet inspection collector and operators' CLI.
+#[derive(Debug, Parser)]
+#[command(name = "xunjian", version, propagate_version = true)]
+pub struct Cli {
+    /// Collector configuration file (TOML). Operator commands read the data
+    /// directory from it.
+    #[arg(long, short, global = true, env = "XUNJIAN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (database and PKI); overrides the config file's.
+    /// Default: $XDG_DATA_HOME/xunjian or ~/.local/share/xunjian.
+    #[arg(long, global = true, env = "XUNJIAN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, env = "XUNJIAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level or filter (RUST_LOG overrides it).
+    #[arg(long, global = true, env = "XUNJIAN_LOG", default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Quick start: a collector on the embedded database plus an agent for
+    /// this machine, enrolled automatically. Ctrl-C stops both.
+    Up {
+        /// Address to listen on.
+        #[arg(long, env = "XUNJIAN_LISTEN", default_value = "127.0.0.1:7443")]
+        listen: SocketAddr,
+        /// How often the local agent collects.
+        #[arg(long, env = "XUNJIAN_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
+    /// Run the collector (production): TLS gRPC listener and storage.
+    Serve,
+    /// Check the configuration file and exit (64 when it is invalid).
+    Validate,
+    /// The fleet: every enrolled host with its OS, usage and last contact.
+    Hosts {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enrolled agents.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+    /// One-time enrollment tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// List agents (same rows as `hosts`).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an agent: its open stream is closed and every later connection
+    /// refused.
+    Revoke {
+        /// Agent id, or a unique prefix of it (at least 4 characters).
+        id: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "revoked by operator")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (alone on stdout).
+    Create {
+        /// How long the token stays valid, e.g. 30m, 24h, 7d.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// How many agents may enroll with it.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        uses: u32,
+        /// Free text kept with the token.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    logging::init(cli.log_format, &cli.log_level);
+    let config = match resolve_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xunjian: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = match cli.command {
+        Command::Validate => {
+            if cli.config.is_none() {
+                eprintln!("xunjian: validate needs --config FILE");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            println!("{}: ok", cli.config.as_deref().unwrap_or_else(|| "".as_ref()).display());
+            Ok(())
+        }
+        Command::Serve => serve(config).await,
+        Command::Up { listen, interval } => crate::up::up(config, listen, interval).await,
+        Command::Hosts { json } | Command::Agents {
+            command: AgentsCommand::List { json },
+        } => print_hosts(&config, json),
+        Command::Agents {
+            command: AgentsCommand::Revoke { id, reason },
+        } => revoke(&config, &id, &reason),
+        Command::Token {
+            command: TokenCommand::Create { ttl, uses, note },
+        } => create_token(&config, ttl, uses, &note),
+        Command::Token {
+            command: TokenCommand::List { json },
+        } => list_tokens(&config, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xunjian: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The config file if given (else defaults), with --data-dir applied.
+fn resolve_config(cli: &Cli) -> Result<CollectorConfig, ConfigError> {
+    let mut config = match &cli.config {
+        Some(path) => CollectorConfig::load(path)?,
+        None => CollectorConfig::default(),
+    };
+    if let Some(dir) = &cli.data_dir {
+        config.storage.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
+    let stop = signals::shutdown_token();
+    let collector = Collector::start(&config, Arc::new(SystemClock), stop).await?;
+    println!("xunjian collector listening on {}", collector.addr());
+    println!("CA fingerprint (sha256): {}", collector.ca_fingerprint());
+    collector.wait().await?;
+    Ok(())
+}
+
+fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+fn create_token(config: &CollectorConfig, ttl: Duration, uses: u32, note: &str) -> anyhow::Result<()> {
+    let pki = Pki::load_or_create(&config.pki_dir())?;
+    let mut conn = store::open(&config.database_path())?;
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let token = store::create_token(&mut conn, SystemClock.now_ms(), ttl_ms, uses, &actor(), note)?;
+    println!("{}", xunjian_proto::token::format(&token.secret, &pki.ca_fingerprint()));
+    eprintln!(
+        "token {}: {uses} use(s), expires {}.\nOn the new host: xunjian-agent enroll --collector https://THIS_HOST:{} --token <the token above>",
+        token.token_id,
+        fmt_time(token.expires_at_ms),
+        config.server.listen.port()
+    );
+    Ok(())
+}
+
+fn list_tokens(config: &CollectorConfig, json: bool) -> anyhow::Result<()> {
+    let conn = store::open_read_only(&config.database_path())?;
+    let tokens = store::list_tokens(&conn)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tokens)?);
+        return Ok(());
+    }
+    let now = SystemClock.now_ms();
+    println!("{:<10} {:<21} {:<21} {:>9}  {:<8} NOTE", "TOKEN", "CREATED", "EXPIRES", "USES", "STATE");
+    for t in tokens {
+        let state = if t.uses >= t.uses_allowed {
+            "used up"
+        } else if now >= t.expires_at {
+            "expired"
+        } else {
+            "valid"
+        };
+        println!(
+            "{:<10} {:<21} {:<21} {:>4}/{:<4}  {:<8} {}",
+            t.token_id,
+            fmt_time(t.created_at),
+            fmt_time(t.expires_at),
+            t.uses,
+            t.uses_allowed,
+            state,
+            t.note
+        );
+    }
+    Ok(())
+}
+
+fn revoke(config: &CollectorConfig, id: &str, reason: &str) -> anyhow::Result<()> {
+    let mut conn = store::open(&config.database_path())?;
+    let agent = store::resolve_agent(&conn, id)?;
+    if store::revoke_agent(&mut conn, agent, &actor(), reason, SystemClock.now_ms())? {
+        println!("revoked agent {agent}; its connections are refused from now on");
+    } else {
+        println!("agent {agent} was already revoked");
+    }
+    Ok(())
+}
+
+fn print_hosts(config: &CollectorConfig, json: bool) -> anyhow::Result<()> {
+    let conn = store::open_read_only(&config.database_path())?;
+    let hosts = store::hosts(&conn)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&hosts)?);
+        return Ok(());
+    }
+    let now = SystemClock.now_ms();
+    let offline_after = offline_after(config);
+    print!("{}", hosts_table(&hosts, now, offline_after));
+    Ok(())
+}
+
+/// A host is offline when nothing arrived for three collection intervals
+/// (at least a minute).
+pub fn offline_after(config: &CollectorConfig) -> i64 {
+    let interval = config.policy.metrics_interval.unwrap_or(crate::config::AGENT_DEFAULT_INTERVAL);
+    let ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    ms.saturating_mul(3).max(60_000)
+}
+
+/// The `xunjian hosts` table.
+pub fn hosts_table(hosts: &[HostRow], now_ms: i64, offline_after_ms: i64) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<9} {:<20} {:<26} {:>6} {:>6} {:>6}  {:<10} STATUS",
+        "AGENT", "HOSTNAME", "OS", "CPU%", "MEM%", "DISK%", "LAST SEEN"
+    );
+    for h in hosts {
+        let status = if h.revoked {
+            "revoked"
+        } else {
+            match h.last_seen_at {
+                None => "never seen",
+                Some(t) if now_ms - t > offline_after_ms => "offline",
+                Some(_) => "online",
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{:<9} {:<20} {:<26} {:>6} {:>6} {:>6}  {:<10} {}",
+            &h.agent_id[..8.min(h.agent_id.len())],
+            clip(&h.hostname, 20),
+            clip(&h.os, 26),
+            pct(h.cpu_usage_pct),
+            pct(h.memory_used_pct),
+            pct(h.disk_max_used_pct),
+            h.last_seen_at.map(|t| ago(now_ms - t)).unwrap_or_else(|| "-".into()),
+            status
+        );
+    }
+    if hosts.is_empty() {
+        out.push_str("(no agents enrolled yet: `xunjian token create`, then `xunjian-agent enroll` on the host)\n");
+    }
+    out
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "?".into())
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// "4s ago", "3m ago", "2h ago", "5d ago".
+pub fn ago(ms: i64) -> String {
+    let s = (ms / 1000).max(0);
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86_399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(last_seen: Option<i64>, revoked: bool) -> HostRow {
+        HostRow {
+            agent_id: "0123456789abcdef".into(),
+            hostname: "web-1".into(),
+            os: "Debian GNU/Linux 12".into(),
+            kernel_version: "6.1".into(),
+            arch: "x86_64".into(),
+            agent_version: "0.1.0".into(),
+            enrolled_at: 0,
+            last_seen_at: last_seen,
+            last_report_at: last_seen,
+            last_sequence: 3,
+            clock_skew_ms: Some(0),
+            cpu_usage_pct: Some(3.25),
+            memory_used_pct: None,
+            disk_max_used_pct: Some(55.0),
+            spool_pending_reports: 0,
+            spool_dropped_reports_total: 0,
+            revoked,
+        }
+    }
+
+    #[test]
+    fn table_shows_status_and_unknown_usage_as_question_mark() {
+        let now = 1_000_000;
+        let t = hosts_table(&[row(Some(now - 4_000), false)], now, 60_000);
+        let line = t.lines().nth(1).unwrap();
+        assert!(line.starts_with("01234567 "), "{line}");
+        assert!(line.contains("3.2") && line.contains("?") && line.contains("4s ago") && line.ends_with("online"), "{line}");
+        assert!(hosts_table(&[row(Some(now - 120_000), false)], now, 60_000).contains("offline"));
+        assert!(hosts_table(&[row(None, false)], now, 60_000).contains("never seen"));
+        assert!(hosts_table(&[row(Some(now), true)], now, 60_000).contains("revoked"));
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(ago(4_000), "4s ago");
+        assert_eq!(ago(180_000), "3m ago");
+        assert_eq!(ago(7_200_000), "2h ago");
+        assert_eq!(ago(-5), "0s ago");
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,278 @@
+//! Collector configuration: TOML with unknown fields rejected, parsed into a
+//! validated [`CollectorConfig`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused. The message names the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}: field `{field}`: {reason}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        reason: String,
+    },
+}
+
+/// The validated collector configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the gRPC/TLS listener binds, e.g. "0.0.0.0:7443".
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Host names and IP addresses agents use to reach this collector; they
+    /// go into the server certificate. "localhost" and "127.0.0.1" are always
+    /// added.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Largest message accepted from an agent, bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Most agent streams held open at once; further agents get
+    /// RESOURCE_EXHAUSTED and retry with backoff.
+    #[serde(default = "default_max_agents")]
+    pub max_agents: usize,
+    /// HTTP/2 keepalive ping interval; a peer that does not answer within
+    /// `keepalive_timeout` is disconnected (half-open connections).
+    #[serde(default = "default_keepalive_interval", with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    #[serde(default = "default_keepalive_timeout", with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory holding the SQLite database and the PKI (CA and server keys).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+/// Collection settings pushed to every agent in a `Policy` message. Unset
+/// means each agent keeps its own configured value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default, with = "humantime_serde")]
+    pub metrics_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub inventory_interval: Option<Duration>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7443))
+}
+fn default_max_message_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_max_agents() -> usize {
+    20_000
+}
+fn default_keepalive_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+/// The agents' own default collection interval, assumed when the policy
+/// does not set one (for deciding when a host is offline).
+pub const AGENT_DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Where `up` and the CLI look when neither `--data-dir` nor `--config` is
+/// given: `$XDG_DATA_HOME/xunjian`, else `~/.local/share/xunjian`, else
+/// `./xunjian-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("xunjian");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/xunjian");
+    }
+    PathBuf::from("xunjian-data")
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            names: Vec::new(),
+            max_message_bytes: default_max_message_bytes(),
+            max_agents: default_max_agents(),
+            keepalive_interval: default_keepalive_interval(),
+            keepalive_timeout: default_keepalive_timeout(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+        }
+    }
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let config: CollectorConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks the values serde cannot: ranges and names.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            reason,
+        };
+        let s = &self.server;
+        if !(64 * 1024..=64 * 1024 * 1024).contains(&s.max_message_bytes) {
+            return Err(invalid(
+                "server.max_message_bytes",
+                format!("{} is outside 65536..=67108864", s.max_message_bytes),
+            ));
+        }
+        if s.max_agents == 0 {
+            return Err(invalid("server.max_agents", "must be at least 1".into()));
+        }
+        for name in &s.names {
+            if name.is_empty() || name.contains(['/', ' ', ':']) && name.parse::<std::net::IpAddr>().is_err() {
+                return Err(invalid(
+                    "server.names",
+                    format!("{name:?} is not a host name or IP address"),
+                ));
+            }
+        }
+        if s.keepalive_interval < Duration::from_secs(1) || s.keepalive_timeout < Duration::from_secs(1) {
+            return Err(invalid(
+                "server.keepalive_interval",
+                "keepalive interval and timeout must be at least 1s".into(),
+            ));
+        }
+        let p = &self.policy;
+        for (field, value) in [
+            ("policy.metrics_interval", p.metrics_interval),
+            ("policy.inventory_interval", p.inventory_interval),
+        ] {
+            let Some(value) = value else { continue };
+            if value < Duration::from_secs(1) || value > Duration::from_secs(86_400) {
+                return Err(invalid(field, format!("{} is outside 1s..=24h", humantime::format_duration(value))));
+            }
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(invalid("storage.data_dir", "must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.storage.data_dir.join("xunjian.db")
+    }
+
+    /// The directory with the CA and server certificate.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("pki")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<CollectorConfig, ConfigError> {
+        CollectorConfig::parse(Path::new("collector.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.listen.port(), 7443);
+        assert_eq!(c.policy.metrics_interval, None);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = parse(
+            r#"
+            [server]
+            listen = "127.0.0.1:9000"
+            names = ["collector.example.com", "10.0.0.5"]
+            [storage]
+            data_dir = "/var/lib/xunjian"
+            [policy]
+            metrics_interval = "15s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.server.names.len(), 2);
+        assert_eq!(c.database_path(), Path::new("/var/lib/xunjian/xunjian.db"));
+        assert_eq!(c.policy.metrics_interval, Some(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("lisen"), "{msg}");
+        assert!(msg.contains("collector.toml"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let msg = parse("[policy]\nmetrics_interval = \"0s\"\n").unwrap_err().to_string();
+        assert!(msg.contains("policy.metrics_interval"), "{msg}");
+        let msg = parse("[server]\nmax_message_bytes = 10\n").unwrap_err().to_string();
+        assert!(msg.contains("server.max_message_bytes"), "{msg}");
+        let msg = parse("[server]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(msg.contains("listen"), "{msg}");
+    }
+}

@@ -1,0 +1,213 @@
+//! Runs the collector: PKI, storage writer, the TLS gRPC listener with its
+//! limits, background tasks, and an orderly shutdown (stop accepting, end the
+//! streams, drain the writer).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use xunjian_proto::{Policy, enrollment_server::EnrollmentServer, ingest_server::IngestServer};
+
+use crate::clock::Clock;
+use crate::config::CollectorConfig;
+use crate::ingest::{EnrollmentService, IngestService, REVOCATION_REFRESH, Sessions, Shared};
+use crate::pki::{Pki, PkiError};
+use crate::store::{StoreError, Writer};
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS setup failed: {0}")]
+    Tls(tonic::transport::Error),
+    #[error("the gRPC server failed: {0}")]
+    Serve(tonic::transport::Error),
+}
+
+/// Largest Enroll request accepted (a CSR and a token).
+const ENROLL_MAX_MESSAGE: usize = 64 * 1024;
+/// Largest message the collector sends.
+const MAX_ENCODE_MESSAGE: usize = 1024 * 1024;
+/// HTTP/2 streams per connection: an agent needs one; a few spare for
+/// reconnect overlap.
+const MAX_STREAMS_PER_CONNECTION: u32 = 8;
+/// Requests served concurrently on one connection.
+const CONCURRENCY_PER_CONNECTION: usize = 8;
+
+/// A running collector.
+pub struct Collector {
+    addr: SocketAddr,
+    ca_fingerprint: String,
+    ca_pem: String,
+    shared: Arc<Shared>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    background: JoinHandle<()>,
+    writer: Writer,
+}
+
+impl Collector {
+    /// Creates or loads the PKI and database, binds the listener and starts
+    /// serving. Cancel `shutdown` (or call [`Collector::stop`]) to stop.
+    pub async fn start(
+        config: &CollectorConfig,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> Result<Collector, ServeError> {
+        let pki = Arc::new(Pki::load_or_create(&config.pki_dir())?);
+        let (chain_pem, key_pem) = pki.server_identity(&config.server.names)?;
+        let (writer_handle, writer) = Writer::spawn(&config.database_path())?;
+        let policy = Policy {
+            metrics_interval_s: config.policy.metrics_interval.map_or(0, secs),
+            inventory_interval_s: config.policy.inventory_interval.map_or(0, secs),
+            enabled_collectors: Vec::new(),
+        };
+        let shared = Shared::new(
+            writer_handle,
+            config.database_path(),
+            pki.clone(),
+            clock,
+            policy,
+            config.server.max_agents,
+            shutdown.clone(),
+        )?;
+
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(config.server.keepalive_interval * 2));
+
+        // Client certificates are optional at the TLS layer so that Enroll
+        // works without one; when one is presented it must chain to our CA,
+        // and Ingest refuses streams without one (UNAUTHENTICATED).
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(chain_pem, key_pem))
+            .client_ca_root(Certificate::from_pem(pki.ca_pem()))
+            .client_auth_optional(true)
+            .timeout(std::time::Duration::from_secs(10));
+        let max_message = config.server.max_message_bytes;
+        let enrollment = EnrollmentServer::new(EnrollmentService(shared.clone()))
+            .max_decoding_message_size(ENROLL_MAX_MESSAGE)
+            .max_encoding_message_size(MAX_ENCODE_MESSAGE);
+        let ingest = IngestServer::new(IngestService(shared.clone()))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(MAX_ENCODE_MESSAGE);
+        let router = Server::builder()
+            .tls_config(tls)
+            .map_err(ServeError::Tls)?
+            .http2_keepalive_interval(Some(config.server.keepalive_interval))
+            .http2_keepalive_timeout(Some(config.server.keepalive_timeout))
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+            .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+            .add_service(enrollment)
+            .add_service(ingest);
+        let stop = shutdown.clone();
+        let server = tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+        });
+
+        let bg_shared = shared.clone();
+        let background = tokio::spawn(
+            async move {
+                let mut tick = tokio::time::interval(REVOCATION_REFRESH);
+                loop {
+                    tokio::select! {
+                        _ = bg_shared.shutdown.cancelled() => break,
+                        _ = tick.tick() => {
+                            let s = bg_shared.clone();
+                            let _ = tokio::task::spawn_blocking(move || s.refresh_revocations()).await;
+                        }
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("revocations")),
+        );
+
+        tracing::info!(%addr, ca_sha256 = %pki.ca_fingerprint(), db = %config.database_path().display(), "collector listening");
+        Ok(Collector {
+            addr,
+            ca_fingerprint: pki.ca_fingerprint(),
+            ca_pem: pki.ca_pem().to_owned(),
+            shared,
+            server,
+            background,
+            writer,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// SHA-256 of the CA certificate, hex (what enrollment tokens pin).
+    pub fn ca_fingerprint(&self) -> &str {
+        &self.ca_fingerprint
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Open agent streams (for `RunNow`).
+    pub fn sessions(&self) -> &Sessions {
+        &self.shared.sessions
+    }
+
+    /// Waits until the shutdown token is cancelled, then stops in order: no
+    /// new connections, streams told to go away, writer drained.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        let Collector {
+            shared,
+            server,
+            background,
+            writer,
+            ..
+        } = self;
+        let served = server.await;
+        shared.shutdown.cancel();
+        let _ = background.await;
+        // The writer stops once the last handle (held by `shared` and the
+        // services inside the finished server) is gone.
+        drop(shared);
+        tokio::task::spawn_blocking(move || writer.join()).await.ok();
+        tracing::info!("collector stopped");
+        match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ServeError::Serve(e)),
+            Err(e) => {
+                tracing::error!(error = %e, "server task failed");
+                Ok(())
+            }
+        }
+    }
+
+    /// Cancels and waits.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        self.shared.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+fn secs(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,272 @@
+//! Storage: the SQLite schema and its migrations, connection setup, and the
+//! narrow interface the rest of the collector uses (reads here and in
+//! `queries`, all writes of the running collector through `writer`).
+//!
+//! Times are stored as UTC milliseconds since the epoch (INTEGER).
+
+pub mod queries;
+pub mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use queries::*;
+pub use writer::{Stored, WriteError, Writer, WriterHandle};
+
+/// A storage failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what}: {source}")]
+    Sqlite {
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    Dir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the database at {path} has schema version {found}, newer than this build knows ({known}); upgrade xunjian")]
+    TooNew {
+        path: std::path::PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("{0}")]
+    NotFound(String),
+}
+
+pub(crate) fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { what, source }
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` holds how many
+/// have run. Append only: never edit a released migration.
+const MIGRATIONS: &[&str] = &[
+    // 1: foundation.
+    r#"
+    CREATE TABLE agents (
+        agent_id TEXT PRIMARY KEY,
+        hostname TEXT NOT NULL DEFAULT '',
+        enrolled_at INTEGER NOT NULL,
+        enrolled_with_token TEXT NOT NULL,
+        cert_serial TEXT NOT NULL,
+        cert_sha256 TEXT NOT NULL,
+        agent_version TEXT NOT NULL DEFAULT '',
+        os_name TEXT NOT NULL DEFAULT '',
+        os_version TEXT NOT NULL DEFAULT '',
+        kernel_version TEXT NOT NULL DEFAULT '',
+        arch TEXT NOT NULL DEFAULT '',
+        inventory_sha256 TEXT,
+        last_seen_at INTEGER,
+        last_report_at INTEGER,
+        last_sequence INTEGER NOT NULL DEFAULT 0,
+        clock_skew_ms INTEGER,
+        spool_pending_reports INTEGER NOT NULL DEFAULT 0,
+        spool_dropped_reports_total INTEGER NOT NULL DEFAULT 0,
+        spool_dropped_bytes_total INTEGER NOT NULL DEFAULT 0,
+        revoked_at INTEGER
+    );
+    CREATE TABLE reports (
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        sequence INTEGER NOT NULL,
+        collected_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        sections INTEGER NOT NULL,
+        run_now_request_id TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (agent_id, sequence)
+    ) WITHOUT ROWID;
+    CREATE TABLE series (
+        series_id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        name TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        UNIQUE (agent_id, name, labels)
+    );
+    CREATE TABLE samples (
+        series_id INTEGER NOT NULL REFERENCES series(series_id),
+        at INTEGER NOT NULL,
+        value REAL NOT NULL,
+        sequence INTEGER NOT NULL
+    );
+    CREATE INDEX samples_by_series_time ON samples (series_id, at);
+    CREATE VIEW metric_samples AS
+        SELECT s.agent_id, s.name, s.labels, m.at, m.value, m.sequence
+        FROM samples m JOIN series s USING (series_id);
+    CREATE TABLE check_results (
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        sequence INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        check_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'warning', 'critical', 'unknown')),
+        value TEXT NOT NULL,
+        threshold TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX check_results_by_agent ON check_results (agent_id, check_id, at);
+    CREATE TABLE inventory_snapshots (
+        snapshot_id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        sha256 TEXT NOT NULL,
+        collected_at INTEGER NOT NULL,
+        stored_at INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX inventory_by_agent ON inventory_snapshots (agent_id, collected_at);
+    CREATE TABLE enrollment_tokens (
+        token_id TEXT PRIMARY KEY,
+        secret_sha256 TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        uses_allowed INTEGER NOT NULL,
+        uses INTEGER NOT NULL DEFAULT 0,
+        created_by TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE revocations (
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        cert_sha256 TEXT NOT NULL,
+        revoked_at INTEGER NOT NULL,
+        revoked_by TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    "#,
+];
+
+/// Opens (creating if needed) the database read-write, applies pending
+/// migrations and the collector's pragmas: WAL, synchronous=FULL (an ack
+/// must survive power loss, not only a crash), foreign keys, busy timeout.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let mut conn = Connection::open(path).map_err(sql("opening the database"))?;
+    pragmas(&conn)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql("enabling WAL"))?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Opens an existing database read-only (the CLI's reports and listings).
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::NotFound(format!(
+            "no database at {}: start the collector (`xunjian up` or `xunjian serve`) first, or pass --data-dir/--config",
+            path.display()
+        )));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(sql("opening the database read-only"))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(sql("setting busy timeout"))?;
+    Ok(conn)
+}
+
+fn pragmas(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(sql("setting busy timeout"))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql("setting synchronous"))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql("enabling foreign keys"))?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql("reading schema version"))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: current,
+            known,
+        });
+    }
+    for (i, script) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction().map_err(sql("starting a migration"))?;
+        tx.execute_batch(script).map_err(sql("applying a migration"))?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(sql("recording the schema version"))?;
+        tx.commit().map_err(sql("committing a migration"))?;
+        tracing::info!(version = i + 1, "applied schema migration");
+    }
+    Ok(())
+}
+
+/// The schema version this build writes.
+pub fn schema_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_enable_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        drop(open(&path).unwrap());
+        let conn = open(&path).unwrap();
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, schema_version());
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let conn = open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        drop(conn);
+        assert!(matches!(open(&path), Err(StoreError::TooNew { found: 999, .. })));
+    }
+
+    #[test]
+    fn audit_log_is_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("x.db")).unwrap();
+        conn.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (1, 'a', 'b', 'c', 'd')",
+            [],
+        )
+        .unwrap();
+        assert!(conn.execute("UPDATE audit_log SET actor = 'x'", []).is_err());
+        assert!(conn.execute("DELETE FROM audit_log", []).is_err());
+    }
+
+    #[test]
+    fn missing_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = open_read_only(&dir.path().join("none.db")).unwrap_err();
+        assert!(err.to_string().contains("start the collector"), "{err}");
+    }
+}

@@ -1,0 +1,430 @@
+//! Reads for the CLI and the ingest service, and the administrative writes
+//! (tokens, revocations, audit log) that the operators' CLI makes directly.
+
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{StoreError, sql};
+
+/// A freshly created enrollment token. Only `secret_sha256` is stored.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub token_id: String,
+    pub secret: String,
+    pub expires_at_ms: i64,
+}
+
+/// SHA-256 of a token secret, hex: the form tokens are stored and looked up in.
+pub fn token_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Creates a one-time enrollment token and records it in the audit log.
+pub fn create_token(
+    conn: &mut Connection,
+    now_ms: i64,
+    ttl_ms: i64,
+    uses: u32,
+    actor: &str,
+    note: &str,
+) -> Result<NewToken, StoreError> {
+    let secret = hex::encode(rand::random::<[u8; 16]>());
+    let token_id = hex::encode(rand::random::<[u8; 4]>());
+    let expires_at_ms = now_ms.saturating_add(ttl_ms);
+    let tx = conn.transaction().map_err(sql("starting a transaction"))?;
+    tx.execute(
+        "INSERT INTO enrollment_tokens (token_id, secret_sha256, created_at, expires_at, uses_allowed, created_by, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![token_id, token_hash(&secret), now_ms, expires_at_ms, uses, actor, note],
+    )
+    .map_err(sql("storing the token"))?;
+    audit(
+        &tx,
+        now_ms,
+        actor,
+        "token.create",
+        &token_id,
+        &format!("uses={uses} expires_at={}", fmt_time(expires_at_ms)),
+    )?;
+    tx.commit().map_err(sql("committing the token"))?;
+    Ok(NewToken {
+        token_id,
+        secret,
+        expires_at_ms,
+    })
+}
+
+/// One row of `xunjian token list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenRow {
+    pub token_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub uses_allowed: i64,
+    pub uses: i64,
+    pub created_by: String,
+    pub note: String,
+}
+
+pub fn list_tokens(conn: &Connection) -> Result<Vec<TokenRow>, StoreError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT token_id, created_at, expires_at, uses_allowed, uses, created_by, note
+             FROM enrollment_tokens ORDER BY created_at",
+        )
+        .map_err(sql("listing tokens"))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(TokenRow {
+                token_id: r.get(0)?,
+                created_at: r.get(1)?,
+                expires_at: r.get(2)?,
+                uses_allowed: r.get(3)?,
+                uses: r.get(4)?,
+                created_by: r.get(5)?,
+                note: r.get(6)?,
+            })
+        })
+        .map_err(sql("listing tokens"))?;
+    rows.collect::<Result<_, _>>().map_err(sql("listing tokens"))
+}
+
+/// Why a token did not enroll an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    #[error("unknown enrollment token")]
+    Unknown,
+    #[error("enrollment token has expired")]
+    Expired,
+    #[error("enrollment token has no uses left")]
+    UsedUp,
+}
+
+/// What enrollment stores about a new agent.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub agent_id: Uuid,
+    pub hostname: String,
+    pub agent_version: String,
+    pub cert_serial: String,
+    pub cert_sha256: String,
+}
+
+/// Consumes one use of the token and registers the agent, or refuses without
+/// writing anything. Call it inside a transaction (the writer always is).
+pub fn enroll_agent(
+    tx: &Connection,
+    secret: &str,
+    agent: &NewAgent,
+    now_ms: i64,
+) -> Result<Result<String, TokenRefusal>, StoreError> {
+    let row: Option<(String, i64, i64, i64)> = tx
+        .query_row(
+            "SELECT token_id, expires_at, uses_allowed, uses FROM enrollment_tokens WHERE secret_sha256 = ?1",
+            [token_hash(secret)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+        .map_err(sql("looking up the token"))?;
+    let Some((token_id, expires_at, allowed, uses)) = row else {
+        return Ok(Err(TokenRefusal::Unknown));
+    };
+    if now_ms >= expires_at {
+        return Ok(Err(TokenRefusal::Expired));
+    }
+    if uses >= allowed {
+        return Ok(Err(TokenRefusal::UsedUp));
+    }
+    tx.execute(
+        "UPDATE enrollment_tokens SET uses = uses + 1 WHERE token_id = ?1",
+        [&token_id],
+    )
+    .map_err(sql("consuming the token"))?;
+    tx.execute(
+        "INSERT INTO agents (agent_id, hostname, enrolled_at, enrolled_with_token, cert_serial, cert_sha256, agent_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            agent.agent_id.to_string(),
+            agent.hostname,
+            now_ms,
+            token_id,
+            agent.cert_serial,
+            agent.cert_sha256,
+            agent.agent_version
+        ],
+    )
+    .map_err(sql("registering the agent"))?;
+    audit(
+        tx,
+        now_ms,
+        &format!("agent:{}", agent.agent_id),
+        "agent.enroll",
+        &agent.agent_id.to_string(),
+        &format!("token={token_id} hostname={}", agent.hostname),
+    )?;
+    Ok(Ok(token_id))
+}
+
+/// What the ingest service checks when an agent connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentAuth {
+    pub cert_sha256: String,
+    pub revoked: bool,
+}
+
+pub fn agent_auth(conn: &Connection, agent_id: Uuid) -> Result<Option<AgentAuth>, StoreError> {
+    conn.query_row(
+        "SELECT cert_sha256, revoked_at IS NOT NULL FROM agents WHERE agent_id = ?1",
+        [agent_id.to_string()],
+        |r| {
+            Ok(AgentAuth {
+                cert_sha256: r.get(0)?,
+                revoked: r.get(1)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(sql("looking up the agent"))
+}
+
+pub fn revoked_agents(conn: &Connection) -> Result<HashSet<Uuid>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT agent_id FROM agents WHERE revoked_at IS NOT NULL")
+        .map_err(sql("listing revocations"))?;
+    let ids = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(sql("listing revocations"))?;
+    let mut out = HashSet::new();
+    for id in ids {
+        if let Ok(id) = Uuid::parse_str(&id.map_err(sql("listing revocations"))?) {
+            out.insert(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves a full agent id or a unique prefix of one (as `hosts` prints).
+pub fn resolve_agent(conn: &Connection, id_or_prefix: &str) -> Result<Uuid, StoreError> {
+    let prefix = id_or_prefix.trim().to_ascii_lowercase();
+    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(StoreError::NotFound(format!(
+            "{id_or_prefix:?} is not an agent id (give the id or at least 4 of its first characters)"
+        )));
+    }
+    let mut stmt = conn
+        .prepare("SELECT agent_id FROM agents WHERE agent_id LIKE ?1 || '%'")
+        .map_err(sql("looking up the agent"))?;
+    let ids: Vec<String> = stmt
+        .query_map([&prefix], |r| r.get(0))
+        .map_err(sql("looking up the agent"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql("looking up the agent"))?;
+    match ids.as_slice() {
+        [one] => Uuid::parse_str(one).map_err(|_| StoreError::NotFound(format!("bad stored agent id {one}"))),
+        [] => Err(StoreError::NotFound(format!("no agent with id {id_or_prefix}"))),
+        many => Err(StoreError::NotFound(format!(
+            "{id_or_prefix} matches {} agents; give more of the id",
+            many.len()
+        ))),
+    }
+}
+
+/// Revokes an agent: its next connection is refused and an open stream is
+/// closed. Returns false when it was already revoked.
+pub fn revoke_agent(
+    conn: &mut Connection,
+    agent_id: Uuid,
+    actor: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction().map_err(sql("starting a transaction"))?;
+    let changed = tx
+        .execute(
+            "UPDATE agents SET revoked_at = ?2 WHERE agent_id = ?1 AND revoked_at IS NULL",
+            params![agent_id.to_string(), now_ms],
+        )
+        .map_err(sql("revoking the agent"))?;
+    if changed == 1 {
+        tx.execute(
+            "INSERT INTO revocations (agent_id, cert_sha256, revoked_at, revoked_by, reason)
+             SELECT agent_id, cert_sha256, ?2, ?3, ?4 FROM agents WHERE agent_id = ?1",
+            params![agent_id.to_string(), now_ms, actor, reason],
+        )
+        .map_err(sql("recording the revocation"))?;
+        audit(&tx, now_ms, actor, "agent.revoke", &agent_id.to_string(), reason)?;
+    }
+    tx.commit().map_err(sql("committing the revocation"))?;
+    Ok(changed == 1)
+}
+
+/// Appends to the administrative audit log (append-only, enforced by
+/// triggers).
+pub fn audit(
+    conn: &Connection,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![at_ms, actor, action, target, detail],
+    )
+    .map_err(sql("writing the audit log"))?;
+    Ok(())
+}
+
+/// One host as `xunjian hosts` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRow {
+    pub agent_id: String,
+    pub hostname: String,
+    pub os: String,
+    pub kernel_version: String,
+    pub arch: String,
+    pub agent_version: String,
+    pub enrolled_at: i64,
+    pub last_seen_at: Option<i64>,
+    pub last_report_at: Option<i64>,
+    pub last_sequence: i64,
+    pub clock_skew_ms: Option<i64>,
+    pub cpu_usage_pct: Option<f64>,
+    pub memory_used_pct: Option<f64>,
+    pub disk_max_used_pct: Option<f64>,
+    pub spool_pending_reports: i64,
+    pub spool_dropped_reports_total: i64,
+    pub revoked: bool,
+}
+
+pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>, StoreError> {
+    let latest = |name: &str| {
+        format!(
+            "(SELECT m.value FROM series s JOIN samples m USING (series_id)
+              WHERE s.agent_id = a.agent_id AND s.name = '{name}' ORDER BY m.at DESC LIMIT 1)"
+        )
+    };
+    let query = format!(
+        "SELECT a.agent_id, a.hostname, trim(a.os_name || ' ' || a.os_version), a.kernel_version, a.arch,
+                a.agent_version, a.enrolled_at, a.last_seen_at, a.last_report_at, a.last_sequence,
+                a.clock_skew_ms, {cpu}, {mem},
+                (SELECT max(m.value) FROM series s JOIN samples m USING (series_id)
+                  WHERE s.agent_id = a.agent_id AND s.name = 'fs.used_pct' AND m.at >= a.last_report_at),
+                a.spool_pending_reports, a.spool_dropped_reports_total, a.revoked_at IS NOT NULL
+         FROM agents a ORDER BY a.hostname, a.agent_id",
+        cpu = latest("cpu.usage_pct"),
+        mem = latest("memory.used_pct"),
+    );
+    let mut stmt = conn.prepare(&query).map_err(sql("listing hosts"))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(HostRow {
+                agent_id: r.get(0)?,
+                hostname: r.get(1)?,
+                os: r.get(2)?,
+                kernel_version: r.get(3)?,
+                arch: r.get(4)?,
+                agent_version: r.get(5)?,
+                enrolled_at: r.get(6)?,
+                last_seen_at: r.get(7)?,
+                last_report_at: r.get(8)?,
+                last_sequence: r.get(9)?,
+                clock_skew_ms: r.get(10)?,
+                cpu_usage_pct: r.get(11)?,
+                memory_used_pct: r.get(12)?,
+                disk_max_used_pct: r.get(13)?,
+                spool_pending_reports: r.get(14)?,
+                spool_dropped_reports_total: r.get(15)?,
+                revoked: r.get(16)?,
+            })
+        })
+        .map_err(sql("listing hosts"))?;
+    rows.collect::<Result<_, _>>().map_err(sql("listing hosts"))
+}
+
+/// RFC 3339 UTC, seconds precision, for messages and tables.
+pub fn fmt_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| format!("@{ms}ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open(&dir.path().join("x.db")).unwrap();
+        (dir, conn)
+    }
+
+    fn agent() -> NewAgent {
+        NewAgent {
+            agent_id: Uuid::new_v4(),
+            hostname: "web-1".into(),
+            agent_version: "0.1.0".into(),
+            cert_serial: "01".into(),
+            cert_sha256: "ab".into(),
+        }
+    }
+
+    fn count(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn token_is_stored_hashed_and_counts_uses() {
+        let (_d, mut conn) = db();
+        let t = create_token(&mut conn, 1_000, 60_000, 1, "tester", "").unwrap();
+        let stored: String = conn
+            .query_row("SELECT secret_sha256 FROM enrollment_tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_ne!(stored, t.secret);
+        assert_eq!(stored, token_hash(&t.secret));
+
+        let tx = conn.transaction().unwrap();
+        assert!(enroll_agent(&tx, &t.secret, &agent(), 2_000).unwrap().is_ok());
+        tx.commit().unwrap();
+        let tx = conn.transaction().unwrap();
+        assert_eq!(enroll_agent(&tx, &t.secret, &agent(), 3_000).unwrap(), Err(TokenRefusal::UsedUp));
+        drop(tx);
+        assert_eq!(count(&conn, "agents"), 1);
+    }
+
+    #[test]
+    fn expired_and_unknown_tokens_are_refused() {
+        let (_d, mut conn) = db();
+        let t = create_token(&mut conn, 1_000, 60_000, 5, "tester", "").unwrap();
+        let tx = conn.transaction().unwrap();
+        assert_eq!(enroll_agent(&tx, &t.secret, &agent(), 61_000).unwrap(), Err(TokenRefusal::Expired));
+        assert_eq!(enroll_agent(&tx, "nope", &agent(), 2_000).unwrap(), Err(TokenRefusal::Unknown));
+        drop(tx);
+        assert_eq!(count(&conn, "agents"), 0);
+    }
+
+    #[test]
+    fn revoke_is_recorded_once_and_audited() {
+        let (_d, mut conn) = db();
+        let t = create_token(&mut conn, 1_000, 60_000, 1, "tester", "").unwrap();
+        let a = agent();
+        let tx = conn.transaction().unwrap();
+        enroll_agent(&tx, &t.secret, &a, 2_000).unwrap().unwrap();
+        tx.commit().unwrap();
+        let prefix = &a.agent_id.to_string()[..8];
+        assert_eq!(resolve_agent(&conn, prefix).unwrap(), a.agent_id);
+        assert!(revoke_agent(&mut conn, a.agent_id, "ops", "laptop stolen", 5_000).unwrap());
+        assert!(!revoke_agent(&mut conn, a.agent_id, "ops", "again", 6_000).unwrap());
+        assert!(revoked_agents(&conn).unwrap().contains(&a.agent_id));
+        assert!(agent_auth(&conn, a.agent_id).unwrap().unwrap().revoked);
+        assert_eq!(count(&conn, "revocations"), 1);
+        // token.create, agent.enroll, agent.revoke
+        assert_eq!(count(&conn, "audit_log"), 3);
+        assert!(resolve_agent(&conn, "zz").is_err());
+    }
+}

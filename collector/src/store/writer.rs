@@ -1,0 +1,640 @@
+//! The single writer: one thread owns the write connection and is fed by a
+//! bounded channel. It groups every job waiting in the channel into one
+//! transaction (group commit) and answers each job only after that
+//! transaction has committed, which is what makes "an ack means committed"
+//! true.
+//!
+//! Channel: capacity [`QUEUE_CAPACITY`] jobs. When it is full, senders wait
+//! (`send().await`), which stops the ingest streams from reading further
+//! messages, so HTTP/2 flow control pushes back on the agents; their reports
+//! wait in their spools. Nothing is dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use prost::Message;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+use xunjian_proto::{CheckStatus, Hello, Inventory, Report, SpoolStatus, section};
+
+use super::queries::{NewAgent, TokenRefusal, enroll_agent};
+use super::StoreError;
+
+/// Jobs waiting for the writer, at most.
+pub const QUEUE_CAPACITY: usize = 1024;
+/// Jobs in one transaction, at most.
+const MAX_BATCH: usize = 512;
+/// Series ids remembered between transactions; cleared when it grows past this.
+const SERIES_CACHE_MAX: usize = 1_000_000;
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum WriteError {
+    /// Storage cannot commit now (disk full, I/O error, locked). Retryable:
+    /// the agent keeps the report and sends it again later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// This job's content cannot be stored; retrying will not help.
+    #[error("rejected by storage: {0}")]
+    Rejected(String),
+    /// The writer has stopped (collector shutting down).
+    #[error("storage writer has stopped")]
+    Closed,
+}
+
+/// The outcome of storing one report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The (agent, sequence) was already stored: nothing was written again.
+    pub duplicate: bool,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
+
+enum Job {
+    Report {
+        agent_id: Uuid,
+        report: Report,
+        bytes: usize,
+        received_at_ms: i64,
+        done: Reply<Stored>,
+    },
+    Hello {
+        agent_id: Uuid,
+        hello: Hello,
+        at_ms: i64,
+        done: Reply<()>,
+    },
+    Enroll {
+        secret: String,
+        agent: NewAgent,
+        now_ms: i64,
+        done: Reply<Result<String, TokenRefusal>>,
+    },
+}
+
+/// Sends jobs to the writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+/// The writer thread; [`Writer::join`] waits for it to drain and stop once
+/// every [`WriterHandle`] is dropped.
+pub struct Writer {
+    thread: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Opens the database (applying migrations) and starts the writer thread.
+    pub fn spawn(path: &Path) -> Result<(WriterHandle, Writer), StoreError> {
+        let conn = super::open(path)?;
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let thread = std::thread::Builder::new()
+            .name("xunjian-writer".into())
+            .spawn(move || run(conn, rx))
+            .map_err(|source| StoreError::Dir {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok((WriterHandle { tx }, Writer { thread }))
+    }
+
+    /// Waits until the thread has committed everything queued and stopped.
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            tracing::error!("storage writer thread panicked");
+        }
+    }
+}
+
+impl WriterHandle {
+    /// Queues a report; the returned receiver resolves after commit. Waits
+    /// while the queue is full (back-pressure).
+    pub async fn store_report(
+        &self,
+        agent_id: Uuid,
+        report: Report,
+        bytes: usize,
+        received_at_ms: i64,
+    ) -> oneshot::Receiver<Result<Stored, WriteError>> {
+        let (done, rx) = oneshot::channel();
+        // A send error drops `done`, so the receiver reports Closed.
+        let _ = self
+            .tx
+            .send(Job::Report {
+                agent_id,
+                report,
+                bytes,
+                received_at_ms,
+                done,
+            })
+            .await;
+        rx
+    }
+
+    /// Records a Hello (agent version, spool state, last seen).
+    pub async fn hello(&self, agent_id: Uuid, hello: Hello, at_ms: i64) -> Result<(), WriteError> {
+        let (done, rx) = oneshot::channel();
+        let _ = self
+            .tx
+            .send(Job::Hello {
+                agent_id,
+                hello,
+                at_ms,
+                done,
+            })
+            .await;
+        rx.await.unwrap_or(Err(WriteError::Closed))
+    }
+
+    /// Consumes a token use and registers the agent, atomically.
+    pub async fn enroll(
+        &self,
+        secret: String,
+        agent: NewAgent,
+        now_ms: i64,
+    ) -> Result<Result<String, TokenRefusal>, WriteError> {
+        let (done, rx) = oneshot::channel();
+        let _ = self
+            .tx
+            .send(Job::Enroll {
+                secret,
+                agent,
+                now_ms,
+                done,
+            })
+            .await;
+        rx.await.unwrap_or(Err(WriteError::Closed))
+    }
+}
+
+/// A job's result, held until the transaction commits.
+enum Outcome {
+    Report(Reply<Stored>, Result<Stored, WriteError>),
+    Hello(Reply<()>, Result<(), WriteError>),
+    Enroll(Reply<Result<String, TokenRefusal>>, Result<Result<String, TokenRefusal>, WriteError>),
+}
+
+impl Outcome {
+    fn is_ok(&self) -> bool {
+        match self {
+            Outcome::Report(_, r) => r.is_ok(),
+            Outcome::Hello(_, r) => r.is_ok(),
+            Outcome::Enroll(_, r) => r.is_ok(),
+        }
+    }
+
+    /// Replaces the result with an error (the transaction did not commit).
+    fn fail(self, err: WriteError) -> Self {
+        match self {
+            Outcome::Report(d, _) => Outcome::Report(d, Err(err)),
+            Outcome::Hello(d, _) => Outcome::Hello(d, Err(err)),
+            Outcome::Enroll(d, _) => Outcome::Enroll(d, Err(err)),
+        }
+    }
+
+    fn send(self) {
+        match self {
+            Outcome::Report(d, r) => drop(d.send(r)),
+            Outcome::Hello(d, r) => drop(d.send(r)),
+            Outcome::Enroll(d, r) => drop(d.send(r)),
+        }
+    }
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    let mut series = SeriesCache::default();
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcomes = commit_batch(&mut conn, &mut series, jobs);
+        for outcome in outcomes {
+            outcome.send();
+        }
+    }
+    tracing::debug!("storage writer drained and stopped");
+}
+
+/// Applies every job in one transaction, each inside its own savepoint so a
+/// job with unstorable content fails alone. A storage-level failure (disk
+/// full, I/O) fails the whole batch as retryable.
+fn commit_batch(conn: &mut Connection, series: &mut SeriesCache, jobs: Vec<Job>) -> Vec<Outcome> {
+    let count = jobs.len();
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            let err = classify(&e);
+            return jobs.into_iter().map(|j| unapplied(j, err.clone())).collect();
+        }
+    };
+    let mut outcomes = Vec::with_capacity(count);
+    let mut fatal: Option<WriteError> = None;
+    for job in jobs {
+        if let Some(err) = &fatal {
+            outcomes.push(unapplied(job, err.clone()));
+            continue;
+        }
+        if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+            fatal = Some(classify(&e));
+            outcomes.push(unapplied(job, classify(&e)));
+            continue;
+        }
+        let outcome = apply(&tx, series, job);
+        let release = if outcome.is_ok() {
+            tx.execute_batch("RELEASE job")
+        } else {
+            tx.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        if let Err(e) = release {
+            fatal = Some(classify(&e));
+        }
+        if let Some(err) = outcome_fatal(&outcome) {
+            fatal = Some(err);
+        }
+        outcomes.push(outcome);
+    }
+    if let Some(err) = fatal {
+        drop(tx); // rolls back
+        series.clear();
+        tracing::warn!(jobs = count, error = %err, "storage batch rolled back");
+        return outcomes.into_iter().map(|o| o.fail(err.clone())).collect();
+    }
+    if let Err(e) = tx.commit() {
+        let err = classify(&e);
+        series.clear();
+        tracing::warn!(jobs = count, error = %err, "storage commit failed");
+        return outcomes.into_iter().map(|o| o.fail(err.clone())).collect();
+    }
+    series.committed();
+    outcomes
+}
+
+/// A retryable error inside one job poisons the whole transaction.
+fn outcome_fatal(outcome: &Outcome) -> Option<WriteError> {
+    let err = match outcome {
+        Outcome::Report(_, Err(e)) => e,
+        Outcome::Hello(_, Err(e)) => e,
+        Outcome::Enroll(_, Err(e)) => e,
+        _ => return None,
+    };
+    matches!(err, WriteError::Unavailable(_)).then(|| err.clone())
+}
+
+fn unapplied(job: Job, err: WriteError) -> Outcome {
+    match job {
+        Job::Report { done, .. } => Outcome::Report(done, Err(err)),
+        Job::Hello { done, .. } => Outcome::Hello(done, Err(err)),
+        Job::Enroll { done, .. } => Outcome::Enroll(done, Err(err)),
+    }
+}
+
+fn apply(conn: &Connection, series: &mut SeriesCache, job: Job) -> Outcome {
+    match job {
+        Job::Report {
+            agent_id,
+            report,
+            bytes,
+            received_at_ms,
+            done,
+        } => {
+            let r = store_report(conn, series, agent_id, &report, bytes, received_at_ms);
+            Outcome::Report(done, r.map_err(|e| classify(&e)))
+        }
+        Job::Hello {
+            agent_id,
+            hello,
+            at_ms,
+            done,
+        } => {
+            let r = store_hello(conn, agent_id, &hello, at_ms);
+            Outcome::Hello(done, r.map_err(|e| classify(&e)))
+        }
+        Job::Enroll {
+            secret,
+            agent,
+            now_ms,
+            done,
+        } => {
+            let r = enroll_agent(conn, &secret, &agent, now_ms);
+            Outcome::Enroll(
+                done,
+                r.map_err(|e| match e {
+                    StoreError::Sqlite { source, .. } => classify(&source),
+                    other => WriteError::Rejected(other.to_string()),
+                }),
+            )
+        }
+    }
+}
+
+fn classify(e: &rusqlite::Error) -> WriteError {
+    match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::ReadOnly
+            | ErrorCode::CannotOpen
+            | ErrorCode::OutOfMemory,
+        ) => WriteError::Unavailable(e.to_string()),
+        _ => WriteError::Rejected(e.to_string()),
+    }
+}
+
+fn store_hello(conn: &Connection, agent_id: Uuid, hello: &Hello, at_ms: i64) -> rusqlite::Result<()> {
+    let spool = hello.spool.unwrap_or_default();
+    conn.prepare_cached(
+        "UPDATE agents SET agent_version = ?2, last_seen_at = ?3, spool_pending_reports = ?4,
+                spool_dropped_reports_total = max(spool_dropped_reports_total, ?5),
+                spool_dropped_bytes_total = max(spool_dropped_bytes_total, ?6)
+         WHERE agent_id = ?1",
+    )?
+    .execute(params![
+        agent_id.to_string(),
+        hello.agent_version,
+        at_ms,
+        clamp_i64(spool.pending_reports),
+        clamp_i64(spool.dropped_reports_total),
+        clamp_i64(spool.dropped_bytes_total)
+    ])?;
+    Ok(())
+}
+
+fn store_report(
+    conn: &Connection,
+    series: &mut SeriesCache,
+    agent_id: Uuid,
+    report: &Report,
+    bytes: usize,
+    received_at_ms: i64,
+) -> rusqlite::Result<Stored> {
+    let agent = agent_id.to_string();
+    let seq = clamp_i64(report.sequence);
+    let collected_at = report.collected_at_unix_ms;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO reports (agent_id, sequence, collected_at, received_at, bytes, sections, run_now_request_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            agent,
+            seq,
+            collected_at,
+            received_at_ms,
+            bytes as i64,
+            report.sections.len() as i64,
+            report.run_now_request_id
+        ])?;
+    if inserted == 0 {
+        return Ok(Stored { duplicate: true });
+    }
+    for section in &report.sections {
+        match &section.kind {
+            Some(section::Kind::Metrics(batch)) => {
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO samples (series_id, at, value, sequence) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for m in &batch.metrics {
+                    let labels = labels_json(&m.labels);
+                    let id = series.id(conn, &agent, &m.name, &labels)?;
+                    let at = if m.at_unix_ms != 0 { m.at_unix_ms } else { collected_at };
+                    insert.execute(params![id, at, m.value, seq])?;
+                }
+            }
+            Some(section::Kind::Inventory(inv)) => store_inventory(conn, &agent, inv, collected_at, received_at_ms)?,
+            Some(section::Kind::Checks(checks)) => {
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO check_results (agent_id, sequence, at, check_id, title, status, value, threshold, evidence, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?;
+                for c in &checks.results {
+                    insert.execute(params![
+                        agent,
+                        seq,
+                        collected_at,
+                        c.check_id,
+                        c.title,
+                        status_text(c.status),
+                        c.value,
+                        c.threshold,
+                        c.evidence,
+                        c.reason
+                    ])?;
+                }
+            }
+            // A section kind from a newer agent: ignored, the rest is stored.
+            None => tracing::debug!(agent = %agent, "ignoring unknown section kind"),
+        }
+    }
+    let spool = report.spool.unwrap_or(SpoolStatus::default());
+    conn.prepare_cached(
+        "UPDATE agents SET last_seen_at = ?2,
+                last_report_at = max(coalesce(last_report_at, 0), ?3),
+                last_sequence = max(last_sequence, ?4),
+                clock_skew_ms = ?5,
+                spool_pending_reports = ?6,
+                spool_dropped_reports_total = max(spool_dropped_reports_total, ?7),
+                spool_dropped_bytes_total = max(spool_dropped_bytes_total, ?8)
+         WHERE agent_id = ?1",
+    )?
+    .execute(params![
+        agent,
+        received_at_ms,
+        collected_at,
+        seq,
+        received_at_ms.saturating_sub(collected_at),
+        clamp_i64(spool.pending_reports),
+        clamp_i64(spool.dropped_reports_total),
+        clamp_i64(spool.dropped_bytes_total)
+    ])?;
+    Ok(Stored { duplicate: false })
+}
+
+/// Stores the inventory only when its content differs from the agent's
+/// current one, and keeps the host's identity columns in step.
+fn store_inventory(
+    conn: &Connection,
+    agent: &str,
+    inv: &Inventory,
+    collected_at: i64,
+    received_at_ms: i64,
+) -> rusqlite::Result<()> {
+    let hash = hex::encode(Sha256::digest(inv.encode_to_vec()));
+    let current: Option<Option<String>> = conn
+        .prepare_cached("SELECT inventory_sha256 FROM agents WHERE agent_id = ?1")?
+        .query_row([agent], |r| r.get(0))
+        .optional()?;
+    if current.flatten().as_deref() == Some(hash.as_str()) {
+        return Ok(());
+    }
+    let body = serde_json::to_string(inv).unwrap_or_else(|_| "{}".into());
+    conn.prepare_cached(
+        "INSERT INTO inventory_snapshots (agent_id, sha256, collected_at, stored_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![agent, hash, collected_at, received_at_ms, body])?;
+    conn.prepare_cached(
+        "UPDATE agents SET inventory_sha256 = ?2, hostname = ?3, os_name = ?4, os_version = ?5,
+                kernel_version = ?6, arch = ?7
+         WHERE agent_id = ?1",
+    )?
+    .execute(params![
+        agent,
+        hash,
+        inv.hostname,
+        inv.os_name,
+        inv.os_version,
+        inv.kernel_version,
+        inv.arch
+    ])?;
+    Ok(())
+}
+
+/// Labels as a JSON object with sorted keys: unambiguous and queryable with
+/// SQLite's json functions.
+pub fn labels_json(labels: &[xunjian_proto::Label]) -> String {
+    let map: BTreeMap<&str, &str> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
+}
+
+/// The stored form of a check status. Unspecified is unknown, never ok.
+pub fn status_text(status: i32) -> &'static str {
+    match CheckStatus::try_from(status).unwrap_or(CheckStatus::Unspecified) {
+        CheckStatus::Ok => "ok",
+        CheckStatus::Warning => "warning",
+        CheckStatus::Critical => "critical",
+        CheckStatus::Unknown | CheckStatus::Unspecified => "unknown",
+    }
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Series ids by (agent, name, labels). Ids created in a transaction that
+/// later rolls back must not survive it, so new ids are staged until commit.
+#[derive(Default)]
+struct SeriesCache {
+    known: HashMap<(String, String, String), i64>,
+    staged: Vec<((String, String, String), i64)>,
+}
+
+impl SeriesCache {
+    fn id(&mut self, conn: &Connection, agent: &str, name: &str, labels: &str) -> rusqlite::Result<i64> {
+        let key = (agent.to_owned(), name.to_owned(), labels.to_owned());
+        if let Some(id) = self.known.get(&key) {
+            return Ok(*id);
+        }
+        if let Some((_, id)) = self.staged.iter().find(|(k, _)| *k == key) {
+            return Ok(*id);
+        }
+        conn.prepare_cached("INSERT OR IGNORE INTO series (agent_id, name, labels) VALUES (?1, ?2, ?3)")?
+            .execute(params![agent, name, labels])?;
+        let id: i64 = conn
+            .prepare_cached("SELECT series_id FROM series WHERE agent_id = ?1 AND name = ?2 AND labels = ?3")?
+            .query_row(params![agent, name, labels], |r| r.get(0))?;
+        self.staged.push((key, id));
+        Ok(id)
+    }
+
+    fn committed(&mut self) {
+        if self.known.len() + self.staged.len() > SERIES_CACHE_MAX {
+            self.known.clear();
+        }
+        self.known.extend(self.staged.drain(..));
+    }
+
+    fn clear(&mut self) {
+        self.staged.clear();
+        self.known.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xunjian_proto::{Label, Metric, MetricBatch, Section};
+
+    fn report(seq: u64) -> Report {
+        Report {
+            sequence: seq,
+            collected_at_unix_ms: 1_700_000_000_000 + seq as i64,
+            sections: vec![Section {
+                kind: Some(section::Kind::Metrics(MetricBatch {
+                    metrics: vec![Metric {
+                        name: "fs.used_pct".into(),
+                        labels: vec![Label {
+                            name: "mount".into(),
+                            value: "/".into(),
+                        }],
+                        value: 42.0,
+                        at_unix_ms: 0,
+                    }],
+                })),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn replayed_report_is_acknowledged_but_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (handle, writer) = Writer::spawn(&path).unwrap();
+        let agent = Uuid::new_v4();
+        {
+            let mut conn = super::super::open(&path).unwrap();
+            let t = super::super::create_token(&mut conn, 0, i64::MAX / 2, 1, "t", "").unwrap();
+            let new = NewAgent {
+                agent_id: agent,
+                hostname: "h".into(),
+                agent_version: "v".into(),
+                cert_serial: "s".into(),
+                cert_sha256: "c".into(),
+            };
+            assert!(handle.enroll(t.secret, new, 1).await.unwrap().is_ok());
+        }
+        let first = handle.store_report(agent, report(1), 10, 5).await.await.unwrap().unwrap();
+        let again = handle.store_report(agent, report(1), 10, 6).await.await.unwrap().unwrap();
+        assert!(!first.duplicate);
+        assert!(again.duplicate);
+        drop(handle);
+        writer.join();
+        let conn = super::super::open(&path).unwrap();
+        let samples: i64 = conn.query_row("SELECT count(*) FROM metric_samples", [], |r| r.get(0)).unwrap();
+        assert_eq!(samples, 1);
+        let labels: String = conn.query_row("SELECT labels FROM series", [], |r| r.get(0)).unwrap();
+        assert_eq!(labels, r#"{"mount":"/"}"#);
+    }
+
+    #[tokio::test]
+    async fn report_for_unknown_agent_is_rejected_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, writer) = Writer::spawn(&dir.path().join("x.db")).unwrap();
+        let err = handle
+            .store_report(Uuid::new_v4(), report(1), 10, 5)
+            .await
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, WriteError::Rejected(_)), "{err:?}");
+        drop(handle);
+        writer.join();
+    }
+
+    #[test]
+    fn unspecified_status_is_unknown() {
+        assert_eq!(status_text(0), "unknown");
+        assert_eq!(status_text(99), "unknown");
+        assert_eq!(status_text(CheckStatus::Ok as i32), "ok");
+    }
+}

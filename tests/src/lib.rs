@@ -1,0 +1,262 @@
+//! Shared harness for the integration tests: real collectors (in-process or
+//! as child processes) on 127.0.0.1 with real TLS and a temporary SQLite
+//! file, and real agents enrolled through the real enrollment path.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use xunjian_agent::config::AgentConfig;
+use xunjian_agent::enroll::{self, Credentials};
+use xunjian_agent::runner::{self, AgentHandle};
+use xunjian_collector::clock::{Clock, SystemClock};
+use xunjian_collector::config::CollectorConfig;
+use xunjian_collector::pki::Pki;
+use xunjian_collector::server::Collector;
+use xunjian_collector::store;
+
+/// How long a test waits for a condition before failing.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A collector configuration on 127.0.0.1 with its data in `dir`.
+pub fn collector_config(dir: &Path, port: u16) -> CollectorConfig {
+    let mut config = CollectorConfig::default();
+    config.server.listen = SocketAddr::from(([127, 0, 0, 1], port));
+    config.storage.data_dir = dir.to_owned();
+    config
+}
+
+/// A collector running inside the test process.
+pub struct TestCollector {
+    pub config: CollectorConfig,
+    pub addr: SocketAddr,
+    pub ca_fingerprint: String,
+    stop: CancellationToken,
+    collector: Option<Collector>,
+}
+
+impl TestCollector {
+    /// Starts on an ephemeral port with its data in `dir`.
+    pub async fn start(dir: &Path) -> Self {
+        Self::start_on(dir, 0).await
+    }
+
+    /// Starts on `port` (0 = ephemeral) with its data in `dir`.
+    pub async fn start_on(dir: &Path, port: u16) -> Self {
+        let config = collector_config(dir, port);
+        let stop = CancellationToken::new();
+        let collector = Collector::start(&config, Arc::new(SystemClock), stop.clone())
+            .await
+            .expect("collector starts");
+        Self {
+            addr: collector.addr(),
+            ca_fingerprint: collector.ca_fingerprint().to_owned(),
+            config,
+            stop,
+            collector: Some(collector),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    pub fn collector(&self) -> &Collector {
+        self.collector.as_ref().expect("running")
+    }
+
+    /// Stops it (orderly) and waits until storage is drained.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(c) = self.collector.take() {
+            c.wait().await.expect("collector stops cleanly");
+        }
+    }
+}
+
+/// Creates an enrollment token on the collector whose data is in `data_dir`.
+pub fn token(data_dir: &Path, uses: u32, created_at_ms: i64, ttl: Duration) -> String {
+    let pki = Pki::load_or_create(&data_dir.join("pki")).expect("pki");
+    let mut conn = store::open(&data_dir.join("xunjian.db")).expect("db");
+    let t = store::create_token(&mut conn, created_at_ms, ttl.as_millis() as i64, uses, "test", "").expect("token");
+    xunjian_proto::token::format(&t.secret, &pki.ca_fingerprint())
+}
+
+/// A valid one-use token, valid for an hour.
+pub fn fresh_token(data_dir: &Path) -> String {
+    token(data_dir, 1, SystemClock.now_ms(), Duration::from_secs(3600))
+}
+
+/// Enrolls an agent whose data directory is `agent_dir`.
+pub async fn enroll_agent(collector_data: &Path, url: &str, agent_dir: &Path) -> Credentials {
+    let token = fresh_token(collector_data);
+    enroll::enroll(agent_dir, url, &token, None).await.expect("enrollment succeeds")
+}
+
+/// An agent configuration for tests: small spool, the given interval.
+pub fn agent_config(agent_dir: &Path, url: &str, interval: Duration) -> AgentConfig {
+    let mut c = AgentConfig::with_data_dir(agent_dir.to_owned());
+    c.collector = Some(url.to_owned());
+    c.collect.metrics_interval = interval;
+    c.spool.max_bytes = 16 * 1024 * 1024;
+    c
+}
+
+/// An agent running inside the test process.
+pub struct TestAgent {
+    pub handle: AgentHandle,
+    pub stop: CancellationToken,
+}
+
+impl TestAgent {
+    pub async fn start(config: &AgentConfig) -> Self {
+        let stop = CancellationToken::new();
+        let handle = runner::start(config, stop.clone()).await.expect("agent starts");
+        Self { handle, stop }
+    }
+
+    pub fn acked(&self) -> u64 {
+        *self.handle.acked().borrow()
+    }
+
+    /// Waits until the collector has acknowledged `seq`.
+    pub async fn wait_acked(&self, seq: u64) {
+        let mut rx = self.handle.acked();
+        let r = tokio::time::timeout(PATIENCE, rx.wait_for(|a| *a >= seq)).await;
+        assert!(
+            matches!(r, Ok(Ok(_))),
+            "agent {} did not get ack {seq} (acked {}, spool {:?})",
+            self.handle.agent_id(),
+            self.acked(),
+            self.handle.spool_status()
+        );
+    }
+
+    /// Collects one more report now; returns its sequence once spooled.
+    pub async fn collect_one(&self) -> u64 {
+        let before = self.handle.spool_status().last_seq;
+        wait_until("a run-now request to be queued", || self.handle.collect_now("test")).await;
+        wait_until("the report to be spooled", || self.handle.spool_status().last_seq > before).await;
+        self.handle.spool_status().last_seq
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.handle.wait().await;
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; fails the test after [`PATIENCE`].
+/// This waits for an event, never for an amount of time.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A read-only connection to a collector's database.
+pub fn db(collector_data: &Path) -> Connection {
+    store::open_read_only(&collector_data.join("xunjian.db")).expect("db opens")
+}
+
+/// Sequences stored for an agent, ascending.
+pub fn stored_sequences(conn: &Connection, agent: Uuid) -> Vec<u64> {
+    let mut stmt = conn
+        .prepare("SELECT sequence FROM reports WHERE agent_id = ?1 ORDER BY sequence")
+        .unwrap();
+    stmt.query_map([agent.to_string()], |r| r.get::<_, i64>(0))
+        .unwrap()
+        .map(|r| r.unwrap() as u64)
+        .collect()
+}
+
+/// Integer result of a query.
+pub fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process built from this workspace (`xunjian-harness`), killed
+/// when dropped.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    /// Starts `harness ROLE ARGS…`, logs to `log`.
+    pub fn spawn(harness: &Path, role: &str, args: &[&str], log: &Path) -> Self {
+        let log_file = std::fs::File::create(log).unwrap();
+        let child = Command::new(harness)
+            .arg(role)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("harness binary starts");
+        Self { child }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub async fn wait_listening(port: u16) {
+    wait_until("the collector to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+}
+
+/// Writes a collector config file for a process-based collector.
+pub fn write_collector_toml(path: &Path, data_dir: &Path, port: u16) {
+    std::fs::write(
+        path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = \"{}\"\n",
+            data_dir.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Writes an agent config file for a process-based agent.
+pub fn write_agent_toml(path: &Path, agent_dir: &Path, url: &str, interval: &str) -> PathBuf {
+    std::fs::write(
+        path,
+        format!(
+            "collector = \"{url}\"\ndata_dir = \"{}\"\n[collect]\nmetrics_interval = \"{interval}\"\n",
+            agent_dir.display()
+        ),
+    )
+    .unwrap();
+    path.to_owned()
+}

@@ -1,0 +1,528 @@
+//! Foundation tests (issue 2): enrollment, mTLS identity, durable and
+//! idempotent ingest, spool recovery, bad input. Real TLS on 127.0.0.1, real
+//! SQLite files, real processes where a crash is the point.
+
+use std::path::Path;
+use std::time::Duration;
+
+use prost::Message;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use uuid::Uuid;
+use xunjian_agent::enroll::{self, Credentials, EnrollError};
+use xunjian_agent::transport;
+use xunjian_collector::clock::{Clock, SystemClock};
+use xunjian_collector::store;
+use xunjian_proto::{AgentMessage, CollectorMessage, Hello, Report, agent_message, ingest_client::IngestClient};
+use xunjian_tests::*;
+
+const HARNESS: &str = env!("CARGO_BIN_EXE_xunjian-harness");
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn hello(claimed: &str) -> AgentMessage {
+    AgentMessage {
+        kind: Some(agent_message::Kind::Hello(Hello {
+            agent_version: "test".into(),
+            claimed_agent_id: claimed.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn report_msg(seq: u64, claimed: &str) -> AgentMessage {
+    AgentMessage {
+        kind: Some(agent_message::Kind::Report(Report {
+            sequence: seq,
+            collected_at_unix_ms: SystemClock.now_ms(),
+            claimed_agent_id: claimed.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+/// Opens a raw Ingest stream with `creds`, sends `messages`, and returns the
+/// first error status the collector answers with (None if it only acked).
+async fn raw_stream(url: &str, creds: &Credentials, messages: Vec<AgentMessage>) -> Result<Vec<CollectorMessage>, tonic::Status> {
+    let channel = transport::connect(creds, url, None).await.expect("connects");
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    for m in messages {
+        tx.send(m).await.unwrap();
+    }
+    let response = IngestClient::new(channel)
+        .max_encoding_message_size(64 * 1024 * 1024)
+        .stream(ReceiverStream::new(rx))
+        .await?;
+    let mut inbound = response.into_inner();
+    let mut got = Vec::new();
+    loop {
+        match tokio::time::timeout(PATIENCE, inbound.message()).await.expect("collector answers") {
+            Ok(Some(m)) => {
+                let is_ack = matches!(m.kind, Some(xunjian_proto::collector_message::Kind::Ack(_)));
+                got.push(m);
+                if is_ack {
+                    return Ok(got);
+                }
+            }
+            Ok(None) => return Ok(got),
+            Err(status) => return Err(status),
+        }
+    }
+}
+
+#[tokio::test]
+async fn enrolled_agent_report_is_stored_under_its_certificate_identity_and_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let agent_dir = dir.path().join("agent");
+    let creds = enroll_agent(&data, &collector.url(), &agent_dir).await;
+
+    let agent = TestAgent::start(&agent_config(&agent_dir, &collector.url(), HOUR)).await;
+    agent.wait_acked(1).await; // the first report goes out at start
+    let conn = db(&data);
+    assert_eq!(stored_sequences(&conn, creds.agent_id), vec![1]);
+    let (hostname, os, last_seq): (String, String, i64) = conn
+        .query_row(
+            "SELECT hostname, os_name, last_sequence FROM agents WHERE agent_id = ?1",
+            [creds.agent_id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(hostname, sysinfo_hostname());
+    assert!(!os.is_empty());
+    assert_eq!(last_seq, 1);
+    let samples = count(
+        &conn,
+        &format!(
+            "SELECT count(*) FROM metric_samples WHERE agent_id = '{}' AND name = 'cpu.usage_pct' AND sequence = 1",
+            creds.agent_id
+        ),
+    );
+    assert_eq!(samples, 1);
+    // The host listing the CLI prints sees it with usage figures.
+    let hosts = store::hosts(&conn).unwrap();
+    assert_eq!(hosts.len(), 1);
+    assert!(hosts[0].cpu_usage_pct.is_some() && hosts[0].memory_used_pct.is_some());
+    // The key never left the agent: only the certificate's hash is stored.
+    assert!(std::fs::read_to_string(agent_dir.join("agent.key")).unwrap().contains("PRIVATE KEY"));
+
+    agent.stop().await;
+    collector.stop().await;
+}
+
+fn sysinfo_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn unauthenticated_foreign_and_revoked_clients_are_refused_while_a_healthy_agent_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let url = collector.url();
+
+    let healthy_dir = dir.path().join("healthy");
+    enroll_agent(&data, &url, &healthy_dir).await;
+    let healthy = TestAgent::start(&agent_config(&healthy_dir, &url, HOUR)).await;
+    healthy.wait_acked(1).await;
+
+    // 1. No client certificate at all.
+    let ca = std::fs::read_to_string(data.join("pki/ca.crt")).unwrap();
+    let channel = Endpoint::from_shared(url.clone())
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca)).domain_name("127.0.0.1"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (_tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(1);
+    let status = IngestClient::new(channel).stream(ReceiverStream::new(rx)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("client certificate"), "{}", status.message());
+
+    // 2. A certificate from another CA (a different collector's).
+    let other = tempfile::tempdir().unwrap();
+    let other_collector = TestCollector::start(other.path()).await;
+    let foreign_dir = dir.path().join("foreign");
+    let mut foreign = enroll_agent(other.path(), &other_collector.url(), &foreign_dir).await;
+    other_collector.stop().await;
+    foreign.ca_pem = ca.clone(); // trusts our collector, presents the other CA's cert
+    let result = async {
+        let channel = Endpoint::from_shared(url.clone())
+            .unwrap()
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&foreign.ca_pem))
+                    .identity(Identity::from_pem(&foreign.cert_pem, &foreign.key_pem))
+                    .domain_name("127.0.0.1"),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(1);
+        tx.send(hello("")).await.unwrap();
+        let resp = IngestClient::new(channel)
+            .stream(ReceiverStream::new(rx))
+            .await
+            .map_err(|s| s.to_string())?;
+        resp.into_inner().message().await.map_err(|s| s.to_string())
+    }
+    .await;
+    assert!(result.is_err(), "a foreign certificate must be refused, got {result:?}");
+    let conn = db(&data);
+    assert_eq!(
+        count(&conn, &format!("SELECT count(*) FROM reports WHERE agent_id = '{}'", foreign.agent_id)),
+        0
+    );
+
+    // 3. A revoked agent: its open stream is cut and reconnects are refused.
+    let revoked_dir = dir.path().join("revoked");
+    let revoked_creds = enroll_agent(&data, &url, &revoked_dir).await;
+    let revoked = TestAgent::start(&agent_config(&revoked_dir, &url, HOUR)).await;
+    revoked.wait_acked(1).await;
+    {
+        let mut conn = store::open(&data.join("xunjian.db")).unwrap();
+        assert!(store::revoke_agent(&mut conn, revoked_creds.agent_id, "test", "compromised", SystemClock.now_ms()).unwrap());
+    }
+    let status = loop {
+        match raw_stream(&url, &revoked_creds, vec![hello(""), report_msg(100, "")]).await {
+            Err(s) => break s,
+            // The revocation list is refreshed every 2 s; until then the
+            // stream is still accepted.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("revoked"), "{}", status.message());
+    let before = revoked.handle.spool_status().last_seq;
+    revoked.collect_one().await;
+    // Its new report is spooled but never acknowledged.
+    assert_eq!(revoked.acked(), before.min(revoked.acked()));
+    assert!(revoked.acked() < revoked.handle.spool_status().last_seq);
+
+    // The healthy agent kept streaming through all of this.
+    let seq = healthy.collect_one().await;
+    healthy.wait_acked(seq).await;
+
+    revoked.stop().await;
+    healthy.stop().await;
+    collector.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_cannot_write_data_for_another_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let url = collector.url();
+    let a = enroll_agent(&data, &url, &dir.path().join("a")).await;
+    let b = enroll_agent(&data, &url, &dir.path().join("b")).await;
+    let b_id = b.agent_id.to_string();
+
+    let status = raw_stream(&url, &a, vec![hello(""), report_msg(1, &b_id)]).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    let status = raw_stream(&url, &a, vec![hello(&b_id)]).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+
+    let conn = db(&data);
+    assert_eq!(count(&conn, "SELECT count(*) FROM reports"), 0);
+    // A's own report, with no claim, is stored under A: identity is the certificate's.
+    let ok = raw_stream(&url, &a, vec![hello(""), report_msg(1, "")]).await.unwrap();
+    assert!(!ok.is_empty());
+    assert_eq!(stored_sequences(&conn, a.agent_id), vec![1]);
+    assert!(stored_sequences(&conn, b.agent_id).is_empty());
+    collector.stop().await;
+}
+
+#[tokio::test]
+async fn expired_used_up_and_unknown_tokens_are_refused_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let url = collector.url();
+    let now = SystemClock.now_ms();
+
+    let expired = token(&data, 5, now - 2 * 3_600_000, HOUR);
+    let used = token(&data, 1, now, HOUR);
+    let unknown = xunjian_proto::token::format(&"0".repeat(32), &collector.ca_fingerprint);
+    let first = dir.path().join("first");
+    enroll::enroll(&first, &url, &used, None).await.expect("first use works");
+    let agents_before = count(&db(&data), "SELECT count(*) FROM agents");
+    let tokens_before = count(&db(&data), "SELECT sum(uses) FROM enrollment_tokens");
+
+    for (token, expect) in [
+        (&expired, "expired"),
+        (&used, "no uses left"),
+        (&unknown, "unknown enrollment token"),
+    ] {
+        let agent_dir = dir.path().join(format!("agent-{}", Uuid::new_v4()));
+        let err = enroll::enroll(&agent_dir, &url, token, None).await.unwrap_err();
+        match &err {
+            EnrollError::Refused(msg) => {
+                assert!(msg.contains("Unauthenticated") && msg.contains(expect), "{msg}")
+            }
+            other => panic!("expected a refusal naming {expect:?}, got {other}"),
+        }
+        assert!(Credentials::load(&agent_dir).unwrap().is_none(), "nothing stored on the agent");
+    }
+    // A token pinned to another CA is refused by the agent before it sends anything.
+    let wrong_pin = xunjian_proto::token::format(&"1".repeat(32), &"ab".repeat(32));
+    let err = enroll::enroll(&dir.path().join("pin"), &url, &wrong_pin, None).await.unwrap_err();
+    assert!(err.to_string().contains("fingerprint"), "{err}");
+
+    let conn = db(&data);
+    assert_eq!(count(&conn, "SELECT count(*) FROM agents"), agents_before);
+    assert_eq!(count(&conn, "SELECT sum(uses) FROM enrollment_tokens"), tokens_before);
+    collector.stop().await;
+}
+
+#[tokio::test]
+async fn sigkilled_collector_loses_no_acked_report_and_stores_none_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let port = free_port();
+    let toml = dir.path().join("collector.toml");
+    write_collector_toml(&toml, &data, port);
+    let config_arg = toml.to_str().unwrap();
+    let start = |n: usize| {
+        Proc::spawn(
+            Path::new(HARNESS),
+            "collector",
+            &["--config", config_arg, "serve"],
+            &dir.path().join(format!("collector-{n}.log")),
+        )
+    };
+    let mut proc = start(0);
+    wait_listening(port).await;
+    let url = format!("https://127.0.0.1:{port}");
+
+    let mut agents = Vec::new();
+    for i in 0..3 {
+        let agent_dir = dir.path().join(format!("agent-{i}"));
+        enroll_agent(&data, &url, &agent_dir).await;
+        agents.push(TestAgent::start(&agent_config(&agent_dir, &url, Duration::from_millis(20))).await);
+    }
+    let cycles = 3;
+    for cycle in 1..=cycles {
+        for a in &agents {
+            let target = a.acked() + 5;
+            a.wait_acked(target).await;
+        }
+        proc.kill9();
+        proc = start(cycle);
+        wait_listening(port).await;
+    }
+    for a in &agents {
+        let target = a.acked() + 3;
+        a.wait_acked(target).await;
+    }
+    let acked: Vec<(Uuid, u64)> = agents.iter().map(|a| (a.handle.agent_id(), a.acked())).collect();
+    for a in agents {
+        a.stop().await;
+    }
+    drop(proc);
+
+    let conn = db(&data);
+    for (agent, acked) in acked {
+        let stored = stored_sequences(&conn, agent);
+        for seq in 1..=acked {
+            assert!(stored.binary_search(&seq).is_ok(), "acked report {seq} of {agent} is missing");
+        }
+    }
+    // Every report's samples were stored once: one sample per series per report.
+    let doubled = count(
+        &conn,
+        "SELECT count(*) FROM (SELECT series_id, sequence FROM samples GROUP BY series_id, sequence HAVING count(*) > 1)",
+    );
+    assert_eq!(doubled, 0);
+}
+
+#[tokio::test]
+async fn reports_collected_while_the_collector_is_down_arrive_in_order_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let port = collector.addr.port();
+    let url = collector.url();
+    let agent_dir = dir.path().join("agent");
+    let creds = enroll_agent(&data, &url, &agent_dir).await;
+    let agent = TestAgent::start(&agent_config(&agent_dir, &url, HOUR)).await;
+    agent.wait_acked(1).await;
+
+    collector.stop().await;
+    let n = 6;
+    for _ in 0..n {
+        agent.collect_one().await;
+    }
+    assert_eq!(agent.acked(), 1);
+    assert_eq!(agent.handle.spool_status().pending_reports, n);
+
+    let collector = TestCollector::start_on(&data, port).await;
+    agent.wait_acked(1 + n).await;
+    let conn = db(&data);
+    assert_eq!(stored_sequences(&conn, creds.agent_id), (1..=1 + n).collect::<Vec<_>>());
+    let mut stmt = conn
+        .prepare("SELECT received_at FROM reports WHERE agent_id = ?1 ORDER BY sequence")
+        .unwrap();
+    let received: Vec<i64> = stmt
+        .query_map([creds.agent_id.to_string()], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(received.windows(2).all(|w| w[0] <= w[1]), "delivered out of order: {received:?}");
+    assert_eq!(agent.handle.spool_status().pending_reports, 0);
+    agent.stop().await;
+    collector.stop().await;
+}
+
+#[tokio::test]
+async fn sigkilled_agent_recovers_its_spool_and_delivery_resumes_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let url = collector.url();
+    let agent_dir = dir.path().join("agent");
+    let creds = enroll_agent(&data, &url, &agent_dir).await;
+    let toml = write_agent_toml(&dir.path().join("agent.toml"), &agent_dir, &url, "5ms");
+    let conn = db(&data);
+    let last = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row(
+            "SELECT last_sequence FROM agents WHERE agent_id = ?1",
+            [creds.agent_id.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    for cycle in 0..5 {
+        let before = last(&conn);
+        let proc = Proc::spawn(
+            Path::new(HARNESS),
+            "agent",
+            &["run", "--config", toml.to_str().unwrap()],
+            &dir.path().join(format!("agent-{cycle}.log")),
+        );
+        // Kill it mid-stream once it has delivered more (spool writes are
+        // continuous at a 5 ms interval, so the kill lands mid-write often).
+        wait_until("the restarted agent to deliver", || last(&conn) >= before + 10).await;
+        proc.kill9();
+    }
+    // A last run, stopped cleanly, to deliver everything left.
+    let mut proc = Proc::spawn(
+        Path::new(HARNESS),
+        "agent",
+        &["run", "--config", toml.to_str().unwrap()],
+        &dir.path().join("agent-final.log"),
+    );
+    let before = last(&conn);
+    wait_until("the final agent to deliver", || last(&conn) >= before + 10).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(proc.pid()), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = proc.child.wait().unwrap();
+    assert!(status.success(), "agent exits cleanly on SIGTERM: {status}");
+
+    let stored = stored_sequences(&conn, creds.agent_id);
+    let max = *stored.last().unwrap();
+    assert_eq!(stored, (1..=max).collect::<Vec<_>>(), "sequences have gaps");
+    collector.stop().await;
+}
+
+/// An AgentMessage look-alike whose field 1 (hello) has the wrong wire type:
+/// it cannot be decoded as an AgentMessage.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Garbled {
+    #[prost(uint64, tag = "1")]
+    hello_as_number: u64,
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_messages_get_clear_errors_and_others_carry_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let url = collector.url();
+    let healthy_dir = dir.path().join("healthy");
+    enroll_agent(&data, &url, &healthy_dir).await;
+    let healthy = TestAgent::start(&agent_config(&healthy_dir, &url, HOUR)).await;
+    healthy.wait_acked(1).await;
+    let bad = enroll_agent(&data, &url, &dir.path().join("bad")).await;
+
+    // Malformed bytes on the stream.
+    let channel = transport::connect(&bad, &url, None).await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(Garbled { hello_as_number: 7 }).await.unwrap();
+    let codec = tonic_prost::ProstCodec::<Garbled, CollectorMessage>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/xunjian.v1.Ingest/Stream");
+    let result = match grpc.streaming(tonic::Request::new(ReceiverStream::new(rx)), path, codec).await {
+        Ok(resp) => resp.into_inner().message().await.map(|_| ()),
+        Err(s) => Err(s),
+    };
+    let status = result.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("malformed"), "{}", status.message());
+
+    // An oversized report (5 MiB, over the 4 MiB default limit).
+    let mut big = report_msg(1, "");
+    if let Some(agent_message::Kind::Report(r)) = &mut big.kind {
+        r.run_now_request_id = "x".repeat(5 * 1024 * 1024);
+    }
+    assert!(big.encoded_len() > 4 * 1024 * 1024);
+    let status = raw_stream(&url, &bad, vec![hello(""), big]).await.unwrap_err();
+    assert!(
+        matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
+        "{status:?}"
+    );
+    assert!(status.message().contains("too large"), "{}", status.message());
+
+    // An out-of-protocol message: a report before Hello.
+    let status = raw_stream(&url, &bad, vec![report_msg(1, "")]).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    let conn = db(&data);
+    assert!(stored_sequences(&conn, bad.agent_id).is_empty());
+    let seq = healthy.collect_one().await;
+    healthy.wait_acked(seq).await;
+    healthy.stop().await;
+    collector.stop().await;
+}
+
+#[test]
+fn bad_config_files_are_rejected_naming_the_problem_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(HARNESS).args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let data = dir.path().join("never-created");
+    let cases = [
+        ("collector", format!("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n[storage]\ndata_dir = \"{}\"\n", data.display()), "lisen"),
+        ("collector", format!("[storage]\ndata_dir = \"{}\"\n[policy]\nmetrics_interval = \"0s\"\n", data.display()), "policy.metrics_interval"),
+        ("collector", "[server\n".to_string(), "invalid config file"),
+        ("agent", "collector = \"http://plain:80\"\n".to_string(), "`collector`"),
+        ("agent", "[spool]\nmax_bytes = 5\n".to_string(), "spool.max_bytes"),
+    ];
+    for (i, (role, text, expect)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let p = path.to_str().unwrap();
+        let (code, stderr) = match *role {
+            "collector" => run(&["collector", "--config", p, "validate"]),
+            _ => run(&["agent", "validate", "--config", p]),
+        };
+        assert_eq!(code, Some(64), "{role} case {i}: {stderr}");
+        assert!(stderr.contains(expect), "{role} case {i}: expected {expect:?} in {stderr}");
+        if *role == "collector" {
+            let (code, _) = run(&["collector", "--config", p, "serve"]);
+            assert_eq!(code, Some(64));
+        } else {
+            let (code, _) = run(&["agent", "run", "--config", p]);
+            assert_eq!(code, Some(64));
+        }
+    }
+    assert!(!data.exists(), "a rejected config must not create anything");
+    // A good one passes.
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[server]\nlisten = \"127.0.0.1:7443\"\n").unwrap();
+    assert_eq!(run(&["collector", "--config", good.to_str().unwrap(), "validate"]).0, Some(0));
+}
