@@ -208,6 +208,12 @@ mod tests {
     }
 
     #[test]
+    fn shipped_sample_config_is_valid() {
+        let c = parse(include_str!("../../deploy/config/agent.toml")).unwrap();
+        assert_eq!(c.data_dir, Path::new("/var/lib/xunjian-agent"));
+    }
+
+    #[test]
     fn bad_fields_are_named() {
         let msg = parse("colector = \"x\"\n").unwrap_err().to_string();
         assert!(msg.contains("colector") && msg.contains("agent.toml"), "{msg}");

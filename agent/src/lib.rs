@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-#[path = "/tmp/backoff_stub.rs"] pub mod backoff;
+pub mod backoff;
 pub mod cli;
 pub mod collect;
 pub mod config;
@@ -11,7 +11,7 @@ pub mod enroll;
 pub mod logging;
 pub mod runner;
 pub mod signals;
-#[path = "/tmp/spool_stub.rs"] pub mod spool;
+pub mod spool;
 pub mod transport;
 
 /// This build's version, sent in Hello and Enroll.

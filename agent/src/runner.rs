@@ -85,6 +85,7 @@ pub async fn start(config: &AgentConfig, stop: CancellationToken) -> Result<Agen
     let (spool, recovery) = tokio::task::spawn_blocking(move || Spool::open(&spool_dir, max))
         .await
         .map_err(|e| SpoolError::Io {
+            op: "open",
             path: config.data_dir.join("spool"),
             source: std::io::Error::other(e.to_string()),
         })??;

@@ -259,6 +259,13 @@ mod tests {
     }
 
     #[test]
+    fn shipped_sample_config_is_valid() {
+        let text = include_str!("../../deploy/config/collector.toml");
+        let c = parse(text).unwrap();
+        assert_eq!(c.storage.data_dir, Path::new("/var/lib/xunjian"));
+    }
+
+    #[test]
     fn unknown_field_is_named() {
         let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
         let msg = err.to_string();

@@ -343,7 +343,7 @@ async fn session(
         }
     };
     if let Some(status) = end {
-        tracing::info!(code = ?status.code(), message = status.message(), "closing agent stream");
+        tracing::info!(code = ?status.code(), reason = status.message(), "closing agent stream");
         let _ = pending_tx.send(Pending::Fail(status)).await;
     }
     drop(pending_tx);

@@ -195,15 +195,23 @@ async fn unauthenticated_foreign_and_revoked_clients_are_refused_while_a_healthy
     };
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("revoked"), "{}", status.message());
-    let before = revoked.handle.spool_status().last_seq;
-    revoked.collect_one().await;
-    // Its new report is spooled but never acknowledged.
-    assert_eq!(revoked.acked(), before.min(revoked.acked()));
-    assert!(revoked.acked() < revoked.handle.spool_status().last_seq);
+    // Its open stream is closed within the revocation refresh interval.
+    let sessions = collector.collector().sessions();
+    wait_until("the revoked agent's stream to be closed", || {
+        !sessions.connected().contains(&revoked_creds.agent_id)
+    })
+    .await;
+    let unsent = revoked.collect_one().await;
 
     // The healthy agent kept streaming through all of this.
     let seq = healthy.collect_one().await;
     healthy.wait_acked(seq).await;
+
+    // The revoked agent's report was spooled but is neither stored nor acked.
+    let conn = db(&data);
+    assert!(!stored_sequences(&conn, revoked_creds.agent_id).contains(&unsent));
+    assert!(revoked.acked() < unsent);
+    assert!(revoked.handle.spool_status().pending_reports >= 1);
 
     revoked.stop().await;
     healthy.stop().await;
