@@ -93,7 +93,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                     Ok(c) => c.data_dir,
                     Err(e) => return config_error(e),
                 },
-                (None, None) => AgentConfig::with_data_dir("/var/lib/xunjian-agent".into()).data_dir,
+                (None, None) => {
+                    AgentConfig::with_data_dir("/var/lib/xunjian-agent".into()).data_dir
+                }
             };
             match enroll::enroll(&data_dir, &collector, &token, server_name.as_deref()).await {
                 Ok(creds) => {
@@ -166,7 +168,10 @@ fn print_summary(report: &Report) {
         match &s.kind {
             Some(Kind::Inventory(i)) => {
                 println!("host      {}", i.hostname);
-                println!("os        {} {} (kernel {}, {})", i.os_name, i.os_version, i.kernel_version, i.arch);
+                println!(
+                    "os        {} {} (kernel {}, {})",
+                    i.os_name, i.os_version, i.kernel_version, i.arch
+                );
                 println!("cpu       {} x{}", i.cpu_model, i.cpu_logical);
             }
             Some(Kind::Metrics(b)) => {

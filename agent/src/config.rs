@@ -137,17 +137,26 @@ impl AgentConfig {
         if self.spool.max_bytes < 1024 * 1024 {
             return Err(invalid(
                 "spool.max_bytes",
-                format!("{} is below the minimum of 1048576 (1 MiB)", self.spool.max_bytes),
+                format!(
+                    "{} is below the minimum of 1048576 (1 MiB)",
+                    self.spool.max_bytes
+                ),
             ));
         }
         for (field, value) in [
             ("collect.metrics_interval", self.collect.metrics_interval),
-            ("collect.inventory_interval", self.collect.inventory_interval),
+            (
+                "collect.inventory_interval",
+                self.collect.inventory_interval,
+            ),
         ] {
             if value < Duration::from_millis(10) || value > Duration::from_secs(86_400) {
                 return Err(invalid(
                     field,
-                    format!("{} is outside 10ms..=24h", humantime::format_duration(value)),
+                    format!(
+                        "{} is outside 10ms..=24h",
+                        humantime::format_duration(value)
+                    ),
                 ));
             }
         }
@@ -181,7 +190,9 @@ pub fn parse_collector_url(url: &str) -> Result<CollectorUrl, String> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().ok_or_else(|| format!("{url:?} has no port (https://HOST:PORT)"))?;
+    let port = uri
+        .port_u16()
+        .ok_or_else(|| format!("{url:?} has no port (https://HOST:PORT)"))?;
     if uri.path() != "/" && !uri.path().is_empty() {
         return Err(format!("{url:?} must not have a path"));
     }
@@ -216,12 +227,22 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         let msg = parse("colector = \"x\"\n").unwrap_err().to_string();
-        assert!(msg.contains("colector") && msg.contains("agent.toml"), "{msg}");
-        let msg = parse("collector = \"http://x:1\"\n").unwrap_err().to_string();
-        assert!(msg.contains("`collector`") && msg.contains("https"), "{msg}");
+        assert!(
+            msg.contains("colector") && msg.contains("agent.toml"),
+            "{msg}"
+        );
+        let msg = parse("collector = \"http://x:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`collector`") && msg.contains("https"),
+            "{msg}"
+        );
         let msg = parse("[spool]\nmax_bytes = 10\n").unwrap_err().to_string();
         assert!(msg.contains("spool.max_bytes"), "{msg}");
-        let msg = parse("[collect]\nmetrics_interval = \"soon\"\n").unwrap_err().to_string();
+        let msg = parse("[collect]\nmetrics_interval = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("metrics_interval"), "{msg}");
     }
 

@@ -29,7 +29,9 @@ pub enum EnrollError {
     Token(String),
     #[error("invalid collector address: {0}")]
     Url(String),
-    #[error("this agent is already enrolled as {agent_id} (credentials in {dir}); remove them to enroll again")]
+    #[error(
+        "this agent is already enrolled as {agent_id} (credentials in {dir}); remove them to enroll again"
+    )]
     AlreadyEnrolled { agent_id: Uuid, dir: PathBuf },
     #[error("cannot connect to the collector at {url}: {detail}")]
     Connect { url: String, detail: String },
@@ -145,8 +147,9 @@ pub async fn enroll(
         .map_err(|s| EnrollError::Refused(format!("{:?}: {}", s.code(), s.message())))?
         .into_inner();
 
-    let agent_id = Uuid::parse_str(&response.agent_id)
-        .map_err(|_| EnrollError::BadAnswer(format!("agent id {:?} is not a UUID", response.agent_id)))?;
+    let agent_id = Uuid::parse_str(&response.agent_id).map_err(|_| {
+        EnrollError::BadAnswer(format!("agent id {:?} is not a UUID", response.agent_id))
+    })?;
     // The CA we will trust from now on must be the one the token pinned.
     let ca_der = first_cert_der(&response.ca_chain_pem)
         .ok_or_else(|| EnrollError::BadAnswer("no CA certificate in the answer".into()))?;
@@ -156,7 +159,9 @@ pub async fn enroll(
         ));
     }
     if first_cert_der(&response.certificate_pem).is_none() {
-        return Err(EnrollError::BadAnswer("no client certificate in the answer".into()));
+        return Err(EnrollError::BadAnswer(
+            "no client certificate in the answer".into(),
+        ));
     }
     let creds = Credentials {
         agent_id,
@@ -247,9 +252,10 @@ impl ServerCertVerifier for PinnedCa {
         roots
             .add(ca.clone().into_owned())
             .map_err(|e| self.fail(format!("the pinned CA certificate is unusable: {e}")))?;
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| self.fail(e.to_string()))?;
+        let webpki =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|e| self.fail(e.to_string()))?;
         webpki
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             .map_err(|e| {
@@ -265,7 +271,12 @@ impl ServerCertVerifier for PinnedCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -274,11 +285,18 @@ impl ServerCertVerifier for PinnedCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -363,7 +381,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -371,10 +392,14 @@ mod tests {
     #[tokio::test]
     async fn bad_token_or_url_fails_before_any_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let err = enroll(dir.path(), "https://127.0.0.1:1", "nope", None).await.unwrap_err();
+        let err = enroll(dir.path(), "https://127.0.0.1:1", "nope", None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, EnrollError::Token(_)), "{err}");
         let t = token::format(&"a".repeat(32), &"b".repeat(64));
-        let err = enroll(dir.path(), "http://127.0.0.1:1", &t, None).await.unwrap_err();
+        let err = enroll(dir.path(), "http://127.0.0.1:1", &t, None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, EnrollError::Url(_)), "{err}");
         assert!(Credentials::load(dir.path()).unwrap().is_none());
     }

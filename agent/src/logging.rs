@@ -14,7 +14,8 @@ pub enum LogFormat {
 /// Installs the global subscriber, writing to stderr. Safe to call twice
 /// (the second call does nothing), which tests rely on.
 pub fn init(format: LogFormat, default_level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

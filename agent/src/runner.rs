@@ -78,14 +78,17 @@ impl AgentHandle {
 
 /// Starts an enrolled agent. Cancel `stop` to stop collecting, deliver what
 /// can be delivered within [`DRAIN_GRACE`], and end.
-pub async fn start(config: &AgentConfig, stop: CancellationToken) -> Result<AgentHandle, AgentError> {
-    let creds = Credentials::load(&config.data_dir)?.ok_or_else(|| AgentError::NotEnrolled(config.data_dir.clone()))?;
+pub async fn start(
+    config: &AgentConfig,
+    stop: CancellationToken,
+) -> Result<AgentHandle, AgentError> {
+    let creds = Credentials::load(&config.data_dir)?
+        .ok_or_else(|| AgentError::NotEnrolled(config.data_dir.clone()))?;
     let spool_dir = config.data_dir.join("spool");
     let max = config.spool.max_bytes;
     let (spool, recovery) = tokio::task::spawn_blocking(move || Spool::open(&spool_dir, max))
         .await
         .map_err(|e| SpoolError::Io {
-            op: "open",
             path: config.data_dir.join("spool"),
             source: std::io::Error::other(e.to_string()),
         })??;
@@ -125,7 +128,8 @@ pub async fn start(config: &AgentConfig, stop: CancellationToken) -> Result<Agen
         run_now: run_now_tx.clone(),
     };
     let sender = tokio::spawn(
-        sender_loop(config.clone(), creds, link, stop).instrument(tracing::info_span!("send", agent = %agent_id)),
+        sender_loop(config.clone(), creds, link, stop)
+            .instrument(tracing::info_span!("send", agent = %agent_id)),
     );
     Ok(AgentHandle {
         agent_id,
@@ -178,10 +182,13 @@ async fn collection_loop(
                 continue;
             }
         };
-        let with_inventory = !request_id.is_empty() || last_inventory.is_none_or(|t| t.elapsed() >= inventory_every);
+        let with_inventory =
+            !request_id.is_empty() || last_inventory.is_none_or(|t| t.elapsed() >= inventory_every);
         let (c, s) = (collector.clone(), spool.clone());
-        let result =
-            tokio::task::spawn_blocking(move || collect_into_spool(agent_id, &c, &s, with_inventory, request_id)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            collect_into_spool(agent_id, &c, &s, with_inventory, request_id)
+        })
+        .await;
         match result {
             Ok(Ok(seq)) => {
                 if with_inventory {
@@ -239,7 +246,10 @@ pub fn collect_sections(c: &mut SystemCollector, with_inventory: bool) -> Vec<Se
 }
 
 async fn sender_loop(config: AgentConfig, creds: Credentials, link: Link, stop: CancellationToken) {
-    let url = config.collector.clone().unwrap_or_else(|| creds.collector_url.clone());
+    let url = config
+        .collector
+        .clone()
+        .unwrap_or_else(|| creds.collector_url.clone());
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(60));
     loop {
         let hello = Hello {
@@ -249,12 +259,19 @@ async fn sender_loop(config: AgentConfig, creds: Credentials, link: Link, stop: 
             claimed_agent_id: creds.agent_id.to_string(),
         };
         let result = match transport::connect(&creds, &url, config.server_name.as_deref()).await {
-            Ok(channel) => transport::stream_once(channel, &link, hello, &stop, DRAIN_GRACE, || backoff.reset()).await,
+            Ok(channel) => {
+                transport::stream_once(channel, &link, hello, &stop, DRAIN_GRACE, || {
+                    backoff.reset()
+                })
+                .await
+            }
             Err(e) => Err(e),
         };
         match result {
             Ok(()) => break,
-            Err(e) if e.is_auth() => tracing::error!(error = %e, "the collector does not accept this agent"),
+            Err(e) if e.is_auth() => {
+                tracing::error!(error = %e, "the collector does not accept this agent")
+            }
             Err(e) => tracing::warn!(error = %e, "stream to the collector ended"),
         }
         if stop.is_cancelled() {

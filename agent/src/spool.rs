@@ -17,6 +17,7 @@
 //! counted in persistent totals and logged.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -39,24 +40,48 @@ const READ_BUF: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("spool: failed to {op} {}", path.display())]
-    Io {
-        /// What was being done, e.g. "append record to".
-        op: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    /// The operation being attempted travels inside `source` (see [`io_err`]), so callers can
+    /// build this variant from any `io::Error` with just a path.
+    #[error("spool: failed to {} {}", operation(source), path.display())]
+    Io { path: PathBuf, source: io::Error },
     #[error("spool: record of {len} bytes exceeds the per-record limit of {max} bytes")]
     RecordTooLarge { len: u64, max: u64 },
     #[error("spool: sequence numbers exhausted")]
     SequenceExhausted,
 }
 
+/// An `io::Error` tagged with what the spool was doing. It displays as the inner error so the
+/// error chain reads "failed to <op> <path>: <os error>" without repeating itself.
+#[derive(Debug)]
+struct OpError {
+    op: &'static str,
+    error: io::Error,
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for OpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+fn operation(source: &io::Error) -> &'static str {
+    source
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<OpError>())
+        .map_or("access", |e| e.op)
+}
+
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SpoolError {
-    move |source| SpoolError::Io {
-        op,
+    move |error| SpoolError::Io {
         path: path.to_path_buf(),
-        source,
+        // The kind is kept so callers can still tell e.g. a full disk from a permission problem.
+        source: io::Error::new(error.kind(), OpError { op, error }),
     }
 }
 
@@ -1144,6 +1169,30 @@ mod tests {
         assert_eq!(seqs(&spool.read_after(0, 10).unwrap()), vec![1, 2, 3, 4]);
         assert_eq!(spool.append(|s| payload(s, 10)).unwrap(), 5);
         assert!(dir.path().join("unrelated.txt").exists());
+    }
+
+    #[test]
+    fn io_error_names_operation_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("file");
+        fs::write(&not_a_dir, b"x").unwrap();
+        let err = Spool::open(&not_a_dir.join("spool"), MB).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("create spool directory"), "{message}");
+        assert!(
+            message.contains(&not_a_dir.display().to_string()),
+            "{message}"
+        );
+        let SpoolError::Io { source, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_ne!(source.to_string(), "");
+        // Built by a caller from a bare io::Error, the message still reads sensibly.
+        let foreign = SpoolError::Io {
+            path: PathBuf::from("/x"),
+            source: io::Error::other("boom"),
+        };
+        assert_eq!(foreign.to_string(), "spool: failed to access /x");
     }
 
     #[test]

@@ -11,7 +11,10 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use xunjian_proto::{AgentMessage, Hello, Policy, Report, agent_message, collector_message, ingest_client::IngestClient};
+use xunjian_proto::{
+    AgentMessage, Hello, Policy, Report, agent_message, collector_message,
+    ingest_client::IngestClient,
+};
 
 use crate::config::parse_collector_url;
 use crate::enroll::Credentials;
@@ -43,7 +46,13 @@ pub enum StreamError {
 impl StreamError {
     /// True when retrying soon cannot help (revoked, not enrolled).
     pub fn is_auth(&self) -> bool {
-        matches!(self, StreamError::Refused { code: tonic::Code::Unauthenticated | tonic::Code::PermissionDenied, .. })
+        matches!(
+            self,
+            StreamError::Refused {
+                code: tonic::Code::Unauthenticated | tonic::Code::PermissionDenied,
+                ..
+            }
+        )
     }
 }
 
@@ -62,7 +71,11 @@ pub struct Link {
 }
 
 /// Builds the mTLS channel to the collector.
-pub async fn connect(creds: &Credentials, collector_url: &str, server_name: Option<&str>) -> Result<Channel, StreamError> {
+pub async fn connect(
+    creds: &Credentials,
+    collector_url: &str,
+    server_name: Option<&str>,
+) -> Result<Channel, StreamError> {
     let url = parse_collector_url(collector_url).map_err(|detail| StreamError::Connect {
         url: collector_url.to_owned(),
         detail,
@@ -145,7 +158,8 @@ pub async fn stream_once(
         }
         if stop.is_cancelled() {
             let pending = lock(&link.spool).status().pending_reports;
-            let deadline = *drain_deadline.get_or_insert_with(|| tokio::time::Instant::now() + drain_grace);
+            let deadline =
+                *drain_deadline.get_or_insert_with(|| tokio::time::Instant::now() + drain_grace);
             if pending == 0 || tokio::time::Instant::now() >= deadline {
                 tracing::info!(pending, "stream closing for shutdown");
                 return Ok(());
@@ -211,7 +225,11 @@ fn current_acked(link: &Link) -> Result<u64, StreamError> {
     Ok(acked)
 }
 
-async fn read_after(link: &Link, after: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, StreamError> {
+async fn read_after(
+    link: &Link,
+    after: u64,
+    max: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, StreamError> {
     let spool = link.spool.clone();
     let batch = tokio::task::spawn_blocking(move || lock(&spool).read_after(after, max))
         .await

@@ -128,12 +128,19 @@ pub async fn run(cli: Cli) -> ExitCode {
                 eprintln!("xunjian: validate needs --config FILE");
                 return ExitCode::from(EXIT_CONFIG);
             }
-            println!("{}: ok", cli.config.as_deref().unwrap_or_else(|| "".as_ref()).display());
+            println!(
+                "{}: ok",
+                cli.config
+                    .as_deref()
+                    .unwrap_or_else(|| "".as_ref())
+                    .display()
+            );
             Ok(())
         }
         Command::Serve => serve(config).await,
         Command::Up { listen, interval } => crate::up::up(config, listen, interval).await,
-        Command::Hosts { json } | Command::Agents {
+        Command::Hosts { json }
+        | Command::Agents {
             command: AgentsCommand::List { json },
         } => print_hosts(&config, json),
         Command::Agents {
@@ -183,12 +190,27 @@ fn actor() -> String {
     format!("cli:{user}")
 }
 
-fn create_token(config: &CollectorConfig, ttl: Duration, uses: u32, note: &str) -> anyhow::Result<()> {
+fn create_token(
+    config: &CollectorConfig,
+    ttl: Duration,
+    uses: u32,
+    note: &str,
+) -> anyhow::Result<()> {
     let pki = Pki::load_or_create(&config.pki_dir())?;
     let mut conn = store::open(&config.database_path())?;
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-    let token = store::create_token(&mut conn, SystemClock.now_ms(), ttl_ms, uses, &actor(), note)?;
-    println!("{}", xunjian_proto::token::format(&token.secret, &pki.ca_fingerprint()));
+    let token = store::create_token(
+        &mut conn,
+        SystemClock.now_ms(),
+        ttl_ms,
+        uses,
+        &actor(),
+        note,
+    )?;
+    println!(
+        "{}",
+        xunjian_proto::token::format(&token.secret, &pki.ca_fingerprint())
+    );
     eprintln!(
         "token {}: {uses} use(s), expires {}.\nOn the new host: xunjian-agent enroll --collector https://THIS_HOST:{} --token <the token above>",
         token.token_id,
@@ -206,7 +228,10 @@ fn list_tokens(config: &CollectorConfig, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = SystemClock.now_ms();
-    println!("{:<10} {:<21} {:<21} {:>9}  {:<8} NOTE", "TOKEN", "CREATED", "EXPIRES", "USES", "STATE");
+    println!(
+        "{:<10} {:<21} {:<21} {:>9}  {:<8} NOTE",
+        "TOKEN", "CREATED", "EXPIRES", "USES", "STATE"
+    );
     for t in tokens {
         let state = if t.uses >= t.uses_allowed {
             "used up"
@@ -256,7 +281,10 @@ fn print_hosts(config: &CollectorConfig, json: bool) -> anyhow::Result<()> {
 /// A host is offline when nothing arrived for three collection intervals
 /// (at least a minute).
 pub fn offline_after(config: &CollectorConfig) -> i64 {
-    let interval = config.policy.metrics_interval.unwrap_or(crate::config::AGENT_DEFAULT_INTERVAL);
+    let interval = config
+        .policy
+        .metrics_interval
+        .unwrap_or(crate::config::AGENT_DEFAULT_INTERVAL);
     let ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
     ms.saturating_mul(3).max(60_000)
 }
@@ -289,7 +317,9 @@ pub fn hosts_table(hosts: &[HostRow], now_ms: i64, offline_after_ms: i64) -> Str
             pct(h.cpu_usage_pct),
             pct(h.memory_used_pct),
             pct(h.disk_max_used_pct),
-            h.last_seen_at.map(|t| ago(now_ms - t)).unwrap_or_else(|| "-".into()),
+            h.last_seen_at
+                .map(|t| ago(now_ms - t))
+                .unwrap_or_else(|| "-".into()),
             status
         );
     }
@@ -356,7 +386,13 @@ mod tests {
         let t = hosts_table(&[row(Some(now - 4_000), false)], now, 60_000);
         let line = t.lines().nth(1).unwrap();
         assert!(line.starts_with("01234567 "), "{line}");
-        assert!(line.contains("3.2") && line.contains("?") && line.contains("4s ago") && line.ends_with("online"), "{line}");
+        assert!(
+            line.contains("3.2")
+                && line.contains("?")
+                && line.contains("4s ago")
+                && line.ends_with("online"),
+            "{line}"
+        );
         assert!(hosts_table(&[row(Some(now - 120_000), false)], now, 60_000).contains("offline"));
         assert!(hosts_table(&[row(None, false)], now, 60_000).contains("never seen"));
         assert!(hosts_table(&[row(Some(now), true)], now, 60_000).contains("revoked"));

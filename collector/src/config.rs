@@ -26,7 +26,7 @@ pub enum ConfigError {
 }
 
 /// The validated collector configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorConfig {
     #[serde(default)]
@@ -135,15 +135,6 @@ impl Default for StorageConfig {
     }
 }
 
-impl Default for CollectorConfig {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            policy: PolicyConfig::default(),
-        }
-    }
-}
 
 impl CollectorConfig {
     /// Reads, parses and validates a config file.
@@ -183,14 +174,18 @@ impl CollectorConfig {
             return Err(invalid("server.max_agents", "must be at least 1".into()));
         }
         for name in &s.names {
-            if name.is_empty() || name.contains(['/', ' ', ':']) && name.parse::<std::net::IpAddr>().is_err() {
+            if name.is_empty()
+                || name.contains(['/', ' ', ':']) && name.parse::<std::net::IpAddr>().is_err()
+            {
                 return Err(invalid(
                     "server.names",
                     format!("{name:?} is not a host name or IP address"),
                 ));
             }
         }
-        if s.keepalive_interval < Duration::from_secs(1) || s.keepalive_timeout < Duration::from_secs(1) {
+        if s.keepalive_interval < Duration::from_secs(1)
+            || s.keepalive_timeout < Duration::from_secs(1)
+        {
             return Err(invalid(
                 "server.keepalive_interval",
                 "keepalive interval and timeout must be at least 1s".into(),
@@ -203,7 +198,10 @@ impl CollectorConfig {
         ] {
             let Some(value) = value else { continue };
             if value < Duration::from_secs(1) || value > Duration::from_secs(86_400) {
-                return Err(invalid(field, format!("{} is outside 1s..=24h", humantime::format_duration(value))));
+                return Err(invalid(
+                    field,
+                    format!("{} is outside 1s..=24h", humantime::format_duration(value)),
+                ));
             }
         }
         if self.storage.data_dir.as_os_str().is_empty() {
@@ -275,11 +273,17 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let msg = parse("[policy]\nmetrics_interval = \"0s\"\n").unwrap_err().to_string();
+        let msg = parse("[policy]\nmetrics_interval = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("policy.metrics_interval"), "{msg}");
-        let msg = parse("[server]\nmax_message_bytes = 10\n").unwrap_err().to_string();
+        let msg = parse("[server]\nmax_message_bytes = 10\n")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("server.max_message_bytes"), "{msg}");
-        let msg = parse("[server]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
+        let msg = parse("[server]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("listen"), "{msg}");
     }
 }

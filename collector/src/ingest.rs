@@ -18,8 +18,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use uuid::Uuid;
 use xunjian_proto::{
-    AgentMessage, CollectorMessage, EnrollRequest, EnrollResponse, Policy, Report, RunNow, agent_message,
-    collector_message, enrollment_server, ingest_server, section,
+    AgentMessage, CollectorMessage, EnrollRequest, EnrollResponse, Policy, Report, RunNow,
+    agent_message, collector_message, enrollment_server, ingest_server, section,
 };
 
 use crate::clock::Clock;
@@ -90,7 +90,10 @@ impl Shared {
     }
 
     fn is_revoked(&self, agent: Uuid) -> bool {
-        self.revoked.read().map(|s| s.contains(&agent)).unwrap_or(true)
+        self.revoked
+            .read()
+            .map(|s| s.contains(&agent))
+            .unwrap_or(true)
     }
 
     /// Reloads the revocation list; run every [`REVOCATION_REFRESH`].
@@ -111,22 +114,30 @@ impl Shared {
 
     /// The agent a TLS-verified request comes from, or UNAUTHENTICATED.
     fn authenticate<T>(&self, request: &Request<T>) -> Result<Uuid, Status> {
-        let certs = request
-            .peer_certs()
-            .ok_or_else(|| Status::unauthenticated("a client certificate is required: enroll this agent first"))?;
-        let leaf = certs
-            .first()
-            .ok_or_else(|| Status::unauthenticated("a client certificate is required: enroll this agent first"))?;
-        let agent = pki::agent_identity(leaf).map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let certs = request.peer_certs().ok_or_else(|| {
+            Status::unauthenticated("a client certificate is required: enroll this agent first")
+        })?;
+        let leaf = certs.first().ok_or_else(|| {
+            Status::unauthenticated("a client certificate is required: enroll this agent first")
+        })?;
+        let agent =
+            pki::agent_identity(leaf).map_err(|e| Status::unauthenticated(e.to_string()))?;
         let auth = {
-            let conn = self.read.lock().map_err(|_| Status::internal("read connection poisoned"))?;
+            let conn = self
+                .read
+                .lock()
+                .map_err(|_| Status::internal("read connection poisoned"))?;
             store::agent_auth(&conn, agent).map_err(|e| Status::unavailable(e.to_string()))?
         };
         let Some(auth) = auth else {
-            return Err(Status::unauthenticated(format!("agent {agent} is not enrolled here")));
+            return Err(Status::unauthenticated(format!(
+                "agent {agent} is not enrolled here"
+            )));
         };
         if auth.revoked || self.is_revoked(agent) {
-            return Err(Status::unauthenticated(format!("agent {agent} has been revoked")));
+            return Err(Status::unauthenticated(format!(
+                "agent {agent} has been revoked"
+            )));
         }
         if auth.cert_sha256 != pki::cert_sha256(leaf) {
             return Err(Status::unauthenticated(format!(
@@ -160,7 +171,10 @@ impl Sessions {
 
     /// Agents with an open stream.
     pub fn connected(&self) -> Vec<Uuid> {
-        self.open.lock().map(|m| m.keys().copied().collect()).unwrap_or_default()
+        self.open
+            .lock()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     fn insert(&self, agent: Uuid, tx: mpsc::Sender<Result<CollectorMessage, Status>>) {
@@ -183,18 +197,27 @@ pub struct EnrollmentService(pub Arc<Shared>);
 
 #[tonic::async_trait]
 impl enrollment_server::Enrollment for EnrollmentService {
-    async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
         let shared = &self.0;
         let peer = request.remote_addr();
         let req = request.into_inner();
         if req.token.is_empty() || req.token.len() > 256 {
-            return Err(Status::invalid_argument("the enrollment token is missing or too long"));
+            return Err(Status::invalid_argument(
+                "the enrollment token is missing or too long",
+            ));
         }
         if req.csr_der.is_empty() || req.csr_der.len() > 16 * 1024 {
-            return Err(Status::invalid_argument("the CSR is missing or larger than 16 KiB"));
+            return Err(Status::invalid_argument(
+                "the CSR is missing or larger than 16 KiB",
+            ));
         }
         if req.hostname.len() > 255 || req.agent_version.len() > 64 {
-            return Err(Status::invalid_argument("hostname or agent version too long"));
+            return Err(Status::invalid_argument(
+                "hostname or agent version too long",
+            ));
         }
         let agent_id = Uuid::new_v4();
         let signed = shared
@@ -240,11 +263,9 @@ impl ingest_server::Ingest for IngestService {
     ) -> Result<Response<Self::StreamStream>, Status> {
         let shared = self.0.clone();
         let agent = shared.authenticate(&request)?;
-        let permit = shared
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Status::resource_exhausted("the collector is at its agent limit; retry later"))?;
+        let permit = shared.permits.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted("the collector is at its agent limit; retry later")
+        })?;
         let (tx, rx) = mpsc::channel(OUT_CAPACITY);
         let inbound = request.into_inner();
         let span = tracing::info_span!("agent_stream", agent = %agent);
@@ -277,12 +298,16 @@ async fn session(
         }
         Ok(Ok(Some(_))) => {
             let _ = tx
-                .send(Err(Status::invalid_argument("the first message of a stream must be Hello")))
+                .send(Err(Status::invalid_argument(
+                    "the first message of a stream must be Hello",
+                )))
                 .await;
             return;
         }
         Err(_) => {
-            let _ = tx.send(Err(Status::deadline_exceeded("no Hello within 30s"))).await;
+            let _ = tx
+                .send(Err(Status::deadline_exceeded("no Hello within 30s")))
+                .await;
             return;
         }
     };
@@ -291,7 +316,11 @@ async fn session(
         return;
     }
     tracing::info!(version = %hello.agent_version, backlog = hello.spool.map(|s| s.pending_reports).unwrap_or(0), "agent connected");
-    if let Err(e) = shared.writer.hello(agent, hello, shared.clock.now_ms()).await {
+    if let Err(e) = shared
+        .writer
+        .hello(agent, hello, shared.clock.now_ms())
+        .await
+    {
         let _ = tx.send(Err(write_status(&e))).await;
         return;
     }
@@ -324,8 +353,14 @@ async fn session(
             })) => r,
             Ok(Some(AgentMessage {
                 kind: Some(agent_message::Kind::Hello(_)),
-            })) => break Some(Status::invalid_argument("Hello may only be the first message of a stream")),
-            Ok(Some(AgentMessage { kind: None })) => break Some(Status::invalid_argument("empty message")),
+            })) => {
+                break Some(Status::invalid_argument(
+                    "Hello may only be the first message of a stream",
+                ));
+            }
+            Ok(Some(AgentMessage { kind: None })) => {
+                break Some(Status::invalid_argument("empty message"));
+            }
             Ok(None) => break None,
             Err(status) => break Some(inbound_error(status)),
         };
@@ -338,7 +373,11 @@ async fn session(
             .writer
             .store_report(agent, report, bytes, shared.clock.now_ms())
             .await;
-        if pending_tx.send(Pending::Commit(last_seq, done)).await.is_err() {
+        if pending_tx
+            .send(Pending::Commit(last_seq, done))
+            .await
+            .is_err()
+        {
             break None; // the acker gave up (agent not reading)
         }
     };
@@ -354,12 +393,17 @@ async fn session(
 
 /// Sends acks in sequence order, each only after its report committed; ends
 /// the stream on a storage error or when the agent stops reading.
-async fn ack_in_order(mut pending: mpsc::Receiver<Pending>, tx: mpsc::Sender<Result<CollectorMessage, Status>>) {
+async fn ack_in_order(
+    mut pending: mpsc::Receiver<Pending>,
+    tx: mpsc::Sender<Result<CollectorMessage, Status>>,
+) {
     while let Some(item) = pending.recv().await {
         let msg = match item {
             Pending::Commit(seq, done) => match done.await.unwrap_or(Err(WriteError::Closed)) {
                 Ok(_) => Ok(CollectorMessage {
-                    kind: Some(collector_message::Kind::Ack(xunjian_proto::Ack { sequence: seq })),
+                    kind: Some(collector_message::Kind::Ack(xunjian_proto::Ack {
+                        sequence: seq,
+                    })),
                 }),
                 Err(e) => {
                     tracing::warn!(sequence = seq, error = %e, "report not stored");
@@ -402,7 +446,10 @@ fn validate_report(agent: Uuid, r: &Report, last_seq: u64) -> Result<(), Status>
         ));
     }
     if r.sections.len() > SECTIONS {
-        return bad(format!("{} sections in one report; the limit is {SECTIONS}", r.sections.len()));
+        return bad(format!(
+            "{} sections in one report; the limit is {SECTIONS}",
+            r.sections.len()
+        ));
     }
     let mut metrics = 0usize;
     let mut checks = 0usize;
@@ -421,12 +468,20 @@ fn validate_report(agent: Uuid, r: &Report, last_seq: u64) -> Result<(), Status>
                         return bad(format!("metric {} has a non-finite value", m.name));
                     }
                     if m.labels.len() > LABELS {
-                        return bad(format!("metric {} has {} labels; the limit is {LABELS}", m.name, m.labels.len()));
+                        return bad(format!(
+                            "metric {} has {} labels; the limit is {LABELS}",
+                            m.name,
+                            m.labels.len()
+                        ));
                     }
                     let mut names = HashSet::new();
                     for l in &m.labels {
                         if !valid_name(&l.name) || l.value.len() > LABEL_VALUE_LEN {
-                            return bad(format!("metric {} has an invalid label {:?}", m.name, truncate(&l.name)));
+                            return bad(format!(
+                                "metric {} has an invalid label {:?}",
+                                m.name,
+                                truncate(&l.name)
+                            ));
                         }
                         if !names.insert(l.name.as_str()) {
                             return bad(format!("metric {} repeats label {}", m.name, l.name));
@@ -442,7 +497,10 @@ fn validate_report(agent: Uuid, r: &Report, last_seq: u64) -> Result<(), Status>
                     }
                     let text = [&c.title, &c.value, &c.threshold, &c.evidence, &c.reason];
                     if text.iter().any(|t| t.len() > TEXT_LEN) {
-                        return bad(format!("check {} has a text field over {TEXT_LEN} bytes", c.check_id));
+                        return bad(format!(
+                            "check {} has a text field over {TEXT_LEN} bytes",
+                            c.check_id
+                        ));
                     }
                 }
             }
@@ -450,10 +508,14 @@ fn validate_report(agent: Uuid, r: &Report, last_seq: u64) -> Result<(), Status>
         }
     }
     if metrics > METRICS {
-        return bad(format!("{metrics} metrics in one report; the limit is {METRICS}"));
+        return bad(format!(
+            "{metrics} metrics in one report; the limit is {METRICS}"
+        ));
     }
     if checks > CHECKS {
-        return bad(format!("{checks} check results in one report; the limit is {CHECKS}"));
+        return bad(format!(
+            "{checks} check results in one report; the limit is {CHECKS}"
+        ));
     }
     Ok(())
 }
@@ -482,8 +544,12 @@ fn inbound_error(status: Status) -> Status {
 
 fn write_status(e: &WriteError) -> Status {
     match e {
-        WriteError::Unavailable(m) => Status::unavailable(format!("storage cannot commit now, retry later: {m}")),
-        WriteError::Rejected(m) => Status::invalid_argument(format!("storage rejected the report: {m}")),
+        WriteError::Unavailable(m) => {
+            Status::unavailable(format!("storage cannot commit now, retry later: {m}"))
+        }
+        WriteError::Rejected(m) => {
+            Status::invalid_argument(format!("storage rejected the report: {m}"))
+        }
         WriteError::Closed => Status::unavailable("the collector is shutting down"),
     }
 }
@@ -524,7 +590,10 @@ mod tests {
         let a = Uuid::new_v4();
         let mut r = report(1, vec![]);
         r.claimed_agent_id = Uuid::new_v4().to_string();
-        assert_eq!(validate_report(a, &r, 0).unwrap_err().code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            validate_report(a, &r, 0).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
         r.claimed_agent_id = a.to_string();
         assert!(validate_report(a, &r, 0).is_ok());
     }
@@ -538,8 +607,14 @@ mod tests {
         assert!(validate_report(a, &report(1, vec![nan]), 0).is_err());
         let mut dup = metric("x");
         dup.labels = vec![
-            Label { name: "a".into(), value: "1".into() },
-            Label { name: "a".into(), value: "2".into() },
+            Label {
+                name: "a".into(),
+                value: "1".into(),
+            },
+            Label {
+                name: "a".into(),
+                value: "2".into(),
+            },
         ];
         assert!(validate_report(a, &report(1, vec![dup]), 0).is_err());
         let many: Vec<Metric> = (0..=limits::METRICS).map(|_| metric("x")).collect();

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
@@ -147,11 +146,13 @@ impl Pki {
                 let key = read(&key_path, "reading the server key")?;
                 return Ok((format!("{pem}{}", self.ca_pem), key));
             }
-            tracing::info!("server certificate does not cover the configured names; issuing a new one");
+            tracing::info!(
+                "server certificate does not cover the configured names; issuing a new one"
+            );
         }
         let key = KeyPair::generate().map_err(rcgen_err("generating the server key"))?;
-        let mut params =
-            CertificateParams::new(wanted).map_err(rcgen_err("building server certificate names"))?;
+        let mut params = CertificateParams::new(wanted)
+            .map_err(rcgen_err("building server certificate names"))?;
         params.distinguished_name = dn("xunjian collector");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -164,7 +165,10 @@ impl Pki {
             .map_err(rcgen_err("signing the server certificate"))?;
         write_private(&key_path, key.serialize_pem().as_bytes())?;
         write_public(&cert_path, cert.pem().as_bytes())?;
-        Ok((format!("{}{}", cert.pem(), self.ca_pem), key.serialize_pem()))
+        Ok((
+            format!("{}{}", cert.pem(), self.ca_pem),
+            key.serialize_pem(),
+        ))
     }
 
     /// Signs an agent's CSR. Everything the CSR asks for except its public
@@ -176,7 +180,8 @@ impl Pki {
         params.distinguished_name = dn(&agent_id.to_string());
         let uri = format!("{AGENT_URI_PREFIX}{agent_id}");
         params.subject_alt_names = vec![SanType::URI(
-            uri.try_into().map_err(rcgen_err("building the agent URI SAN"))?,
+            uri.try_into()
+                .map_err(rcgen_err("building the agent URI SAN"))?,
         )];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -220,7 +225,9 @@ pub fn agent_identity(cert_der: &[u8]) -> Result<Uuid, IdentityError> {
     match uris.as_slice() {
         [] => Err(IdentityError::NoAgentUri),
         [uri] => {
-            let id = uri.strip_prefix(AGENT_URI_PREFIX).ok_or(IdentityError::NoAgentUri)?;
+            let id = uri
+                .strip_prefix(AGENT_URI_PREFIX)
+                .ok_or(IdentityError::NoAgentUri)?;
             Uuid::parse_str(id).map_err(|_| IdentityError::BadId(id.to_owned()))
         }
         many => Err(IdentityError::SeveralUris(many.len())),
@@ -242,8 +249,14 @@ fn dns_and_ip_sans(der: &[u8]) -> Vec<String> {
             match name {
                 GeneralName::DNSName(d) => out.push((*d).to_owned()),
                 GeneralName::IPAddress(b) => match b.len() {
-                    4 => out.push(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()).to_string()),
-                    16 => out.push(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()).to_string()),
+                    4 => out.push(
+                        std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())
+                            .to_string(),
+                    ),
+                    16 => out.push(
+                        std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())
+                            .to_string(),
+                    ),
                     _ => {}
                 },
                 _ => {}
@@ -259,7 +272,9 @@ fn sysinfo_hostname() -> Option<String> {
     // Only names that are valid DNS names can go into the certificate.
     let valid = !name.is_empty()
         && name.len() <= 253
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     valid.then(|| name.to_owned())
 }
 
@@ -359,7 +374,9 @@ mod tests {
         let mut params = CertificateParams::default();
         // A hostile CSR asking for someone else's identity: must be ignored.
         params.subject_alt_names = vec![SanType::URI(
-            format!("{AGENT_URI_PREFIX}{}", Uuid::nil()).try_into().unwrap(),
+            format!("{AGENT_URI_PREFIX}{}", Uuid::nil())
+                .try_into()
+                .unwrap(),
         )];
         let der = params.serialize_request(&key).unwrap().der().to_vec();
         (key, der)
@@ -374,7 +391,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(CA_KEY)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(CA_KEY))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -387,7 +407,9 @@ mod tests {
         let (chain2, key2) = pki.server_identity(&[]).unwrap();
         assert_eq!((chain1.clone(), key1.clone()), (chain2, key2));
         assert!(chain1.ends_with(pki.ca_pem()));
-        let (_, key3) = pki.server_identity(&["collector.example.com".into()]).unwrap();
+        let (_, key3) = pki
+            .server_identity(&["collector.example.com".into()])
+            .unwrap();
         assert_ne!(key1, key3);
     }
 
@@ -407,7 +429,10 @@ mod tests {
     fn garbage_csr_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::load_or_create(dir.path()).unwrap();
-        assert!(matches!(pki.sign_agent(b"not a csr", Uuid::new_v4()), Err(PkiError::BadCsr(_))));
+        assert!(matches!(
+            pki.sign_agent(b"not a csr", Uuid::new_v4()),
+            Err(PkiError::BadCsr(_))
+        ));
     }
 
     #[test]
@@ -415,17 +440,36 @@ mod tests {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::default();
         params.subject_alt_names = vec![
-            SanType::URI(format!("{AGENT_URI_PREFIX}{}", Uuid::new_v4()).try_into().unwrap()),
-            SanType::URI(format!("{AGENT_URI_PREFIX}{}", Uuid::new_v4()).try_into().unwrap()),
+            SanType::URI(
+                format!("{AGENT_URI_PREFIX}{}", Uuid::new_v4())
+                    .try_into()
+                    .unwrap(),
+            ),
+            SanType::URI(
+                format!("{AGENT_URI_PREFIX}{}", Uuid::new_v4())
+                    .try_into()
+                    .unwrap(),
+            ),
         ];
         let cert = params.self_signed(&key).unwrap();
-        assert_eq!(agent_identity(cert.der()), Err(IdentityError::SeveralUris(2)));
-        let plain = CertificateParams::new(vec!["example.com".to_string()]).unwrap().self_signed(&key).unwrap();
+        assert_eq!(
+            agent_identity(cert.der()),
+            Err(IdentityError::SeveralUris(2))
+        );
+        let plain = CertificateParams::new(vec!["example.com".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
         assert_eq!(agent_identity(plain.der()), Err(IdentityError::NoAgentUri));
         let mut bad = CertificateParams::default();
-        bad.subject_alt_names = vec![SanType::URI(format!("{AGENT_URI_PREFIX}not-a-uuid").try_into().unwrap())];
+        bad.subject_alt_names = vec![SanType::URI(
+            format!("{AGENT_URI_PREFIX}not-a-uuid").try_into().unwrap(),
+        )];
         let cert = bad.self_signed(&key).unwrap();
-        assert!(matches!(agent_identity(cert.der()), Err(IdentityError::BadId(_))));
+        assert!(matches!(
+            agent_identity(cert.der()),
+            Err(IdentityError::BadId(_))
+        ));
         assert_eq!(agent_identity(b"junk"), Err(IdentityError::Unparsable));
     }
 }

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tracing::Instrument;
 use xunjian_proto::{Policy, enrollment_server::EnrollmentServer, ingest_server::IngestServer};
 
 use crate::clock::Clock;
@@ -26,7 +26,10 @@ pub enum ServeError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS setup failed: {0}")]
     Tls(tonic::transport::Error),
     #[error("the gRPC server failed: {0}")]
@@ -189,7 +192,9 @@ impl Collector {
         // The writer stops once the last handle (held by `shared` and the
         // services inside the finished server) is gone.
         drop(shared);
-        tokio::task::spawn_blocking(move || writer.join()).await.ok();
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .ok();
         tracing::info!("collector stopped");
         match served {
             Ok(Ok(())) => Ok(()),

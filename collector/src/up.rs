@@ -18,13 +18,22 @@ use crate::config::CollectorConfig;
 use crate::server::Collector;
 use crate::store;
 
-pub async fn up(mut config: CollectorConfig, listen: SocketAddr, interval: Duration) -> anyhow::Result<()> {
+pub async fn up(
+    mut config: CollectorConfig,
+    listen: SocketAddr,
+    interval: Duration,
+) -> anyhow::Result<()> {
     config.server.listen = listen;
     let signal = signals::shutdown_token();
     let collector_stop = CancellationToken::new();
     let collector = Collector::start(&config, Arc::new(SystemClock), collector_stop.clone())
         .await
-        .with_context(|| format!("cannot start the collector (data in {})", config.storage.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot start the collector (data in {})",
+                config.storage.data_dir.display()
+            )
+        })?;
     let url = format!("https://127.0.0.1:{}", collector.addr().port());
 
     let agent_dir = config.storage.data_dir.join("local-agent");
@@ -35,7 +44,10 @@ pub async fn up(mut config: CollectorConfig, listen: SocketAddr, interval: Durat
     let agent_stop = CancellationToken::new();
     let agent = runner::start(&agent_config, agent_stop.clone()).await?;
 
-    println!("xunjian is up: collector on {url}, local agent {}", agent.agent_id());
+    println!(
+        "xunjian is up: collector on {url}, local agent {}",
+        agent.agent_id()
+    );
     println!("data directory: {}", config.storage.data_dir.display());
     println!("in another terminal: xunjian hosts   (Ctrl-C here stops both)");
 
@@ -63,10 +75,18 @@ async fn ensure_enrolled(
             return Ok(());
         }
         tracing::warn!(agent = %creds.agent_id, "local agent unknown to this database; enrolling it again");
-        std::fs::remove_dir_all(agent_dir).with_context(|| format!("removing {}", agent_dir.display()))?;
+        std::fs::remove_dir_all(agent_dir)
+            .with_context(|| format!("removing {}", agent_dir.display()))?;
     }
     let mut conn = store::open(&db)?;
-    let token = store::create_token(&mut conn, SystemClock.now_ms(), 10 * 60 * 1000, 1, "xunjian up", "local agent")?;
+    let token = store::create_token(
+        &mut conn,
+        SystemClock.now_ms(),
+        10 * 60 * 1000,
+        1,
+        "xunjian up",
+        "local agent",
+    )?;
     drop(conn);
     let text = xunjian_proto::token::format(&token.secret, ca_fingerprint);
     enroll::enroll(agent_dir, url, &text, None)

@@ -42,7 +42,8 @@ pub mod token {
     /// Splits and checks a printed token.
     pub fn parse(text: &str) -> Result<EnrollmentToken, String> {
         let mut parts = text.trim().split('.');
-        let (Some(PREFIX), Some(secret), Some(ca), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(PREFIX), Some(secret), Some(ca), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err("an enrollment token looks like xj1.<32 hex>.<64 hex>; copy it whole from `xunjian token create`".into());
         };
@@ -65,7 +66,13 @@ pub mod token {
             let secret = "0123456789abcdef0123456789abcdef";
             let ca = "ab".repeat(32);
             let t = format(secret, &ca);
-            assert_eq!(parse(&t).unwrap(), EnrollmentToken { secret: secret.into(), ca_sha256: ca.clone() });
+            assert_eq!(
+                parse(&t).unwrap(),
+                EnrollmentToken {
+                    secret: secret.into(),
+                    ca_sha256: ca.clone()
+                }
+            );
             assert!(parse(&t[..t.len() - 1]).is_err());
             assert!(parse(&format!("xj2.{secret}.{ca}")).is_err());
             assert!(parse(&format!("{t}.x")).is_err());

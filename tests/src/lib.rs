@@ -83,7 +83,15 @@ impl TestCollector {
 pub fn token(data_dir: &Path, uses: u32, created_at_ms: i64, ttl: Duration) -> String {
     let pki = Pki::load_or_create(&data_dir.join("pki")).expect("pki");
     let mut conn = store::open(&data_dir.join("xunjian.db")).expect("db");
-    let t = store::create_token(&mut conn, created_at_ms, ttl.as_millis() as i64, uses, "test", "").expect("token");
+    let t = store::create_token(
+        &mut conn,
+        created_at_ms,
+        ttl.as_millis() as i64,
+        uses,
+        "test",
+        "",
+    )
+    .expect("token");
     xunjian_proto::token::format(&t.secret, &pki.ca_fingerprint())
 }
 
@@ -95,7 +103,9 @@ pub fn fresh_token(data_dir: &Path) -> String {
 /// Enrolls an agent whose data directory is `agent_dir`.
 pub async fn enroll_agent(collector_data: &Path, url: &str, agent_dir: &Path) -> Credentials {
     let token = fresh_token(collector_data);
-    enroll::enroll(agent_dir, url, &token, None).await.expect("enrollment succeeds")
+    enroll::enroll(agent_dir, url, &token, None)
+        .await
+        .expect("enrollment succeeds")
 }
 
 /// An agent configuration for tests: small spool, the given interval.
@@ -116,7 +126,9 @@ pub struct TestAgent {
 impl TestAgent {
     pub async fn start(config: &AgentConfig) -> Self {
         let stop = CancellationToken::new();
-        let handle = runner::start(config, stop.clone()).await.expect("agent starts");
+        let handle = runner::start(config, stop.clone())
+            .await
+            .expect("agent starts");
         Self { handle, stop }
     }
 
@@ -140,8 +152,14 @@ impl TestAgent {
     /// Collects one more report now; returns its sequence once spooled.
     pub async fn collect_one(&self) -> u64 {
         let before = self.handle.spool_status().last_seq;
-        wait_until("a run-now request to be queued", || self.handle.collect_now("test")).await;
-        wait_until("the report to be spooled", || self.handle.spool_status().last_seq > before).await;
+        wait_until("a run-now request to be queued", || {
+            self.handle.collect_now("test")
+        })
+        .await;
+        wait_until("the report to be spooled", || {
+            self.handle.spool_status().last_seq > before
+        })
+        .await;
         self.handle.spool_status().last_seq
     }
 
@@ -195,6 +213,7 @@ pub fn free_port() -> u16 {
 /// when dropped.
 pub struct Proc {
     pub child: Child,
+    log: PathBuf,
 }
 
 impl Proc {
@@ -210,7 +229,10 @@ impl Proc {
             .stderr(log_file)
             .spawn()
             .expect("harness binary starts");
-        Self { child }
+        Self {
+            child,
+            log: log.to_owned(),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -228,12 +250,20 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the process said.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- {} ---\n{log}", self.log.display());
+        }
     }
 }
 
 /// Waits until something accepts TCP connections on `port`.
 pub async fn wait_listening(port: u16) {
-    wait_until("the collector to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+    wait_until("the collector to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
 }
 
 /// Writes a collector config file for a process-based collector.

@@ -13,7 +13,9 @@ use xunjian_agent::enroll::{self, Credentials, EnrollError};
 use xunjian_agent::transport;
 use xunjian_collector::clock::{Clock, SystemClock};
 use xunjian_collector::store;
-use xunjian_proto::{AgentMessage, CollectorMessage, Hello, Report, agent_message, ingest_client::IngestClient};
+use xunjian_proto::{
+    AgentMessage, CollectorMessage, Hello, Report, agent_message, ingest_client::IngestClient,
+};
 use xunjian_tests::*;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_xunjian-harness");
@@ -42,8 +44,14 @@ fn report_msg(seq: u64, claimed: &str) -> AgentMessage {
 
 /// Opens a raw Ingest stream with `creds`, sends `messages`, and returns the
 /// first error status the collector answers with (None if it only acked).
-async fn raw_stream(url: &str, creds: &Credentials, messages: Vec<AgentMessage>) -> Result<Vec<CollectorMessage>, tonic::Status> {
-    let channel = transport::connect(creds, url, None).await.expect("connects");
+async fn raw_stream(
+    url: &str,
+    creds: &Credentials,
+    messages: Vec<AgentMessage>,
+) -> Result<Vec<CollectorMessage>, tonic::Status> {
+    let channel = transport::connect(creds, url, None)
+        .await
+        .expect("connects");
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     for m in messages {
         tx.send(m).await.unwrap();
@@ -55,7 +63,10 @@ async fn raw_stream(url: &str, creds: &Credentials, messages: Vec<AgentMessage>)
     let mut inbound = response.into_inner();
     let mut got = Vec::new();
     loop {
-        match tokio::time::timeout(PATIENCE, inbound.message()).await.expect("collector answers") {
+        match tokio::time::timeout(PATIENCE, inbound.message())
+            .await
+            .expect("collector answers")
+        {
             Ok(Some(m)) => {
                 let is_ack = matches!(m.kind, Some(xunjian_proto::collector_message::Kind::Ack(_)));
                 got.push(m);
@@ -104,14 +115,21 @@ async fn enrolled_agent_report_is_stored_under_its_certificate_identity_and_acke
     assert_eq!(hosts.len(), 1);
     assert!(hosts[0].cpu_usage_pct.is_some() && hosts[0].memory_used_pct.is_some());
     // The key never left the agent: only the certificate's hash is stored.
-    assert!(std::fs::read_to_string(agent_dir.join("agent.key")).unwrap().contains("PRIVATE KEY"));
+    assert!(
+        std::fs::read_to_string(agent_dir.join("agent.key"))
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
 
     agent.stop().await;
     collector.stop().await;
 }
 
 fn sysinfo_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -130,15 +148,26 @@ async fn unauthenticated_foreign_and_revoked_clients_are_refused_while_a_healthy
     let ca = std::fs::read_to_string(data.join("pki/ca.crt")).unwrap();
     let channel = Endpoint::from_shared(url.clone())
         .unwrap()
-        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca)).domain_name("127.0.0.1"))
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&ca))
+                .domain_name("127.0.0.1"),
+        )
         .unwrap()
         .connect()
         .await
         .unwrap();
     let (_tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(1);
-    let status = IngestClient::new(channel).stream(ReceiverStream::new(rx)).await.unwrap_err();
+    let status = IngestClient::new(channel)
+        .stream(ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
-    assert!(status.message().contains("client certificate"), "{}", status.message());
+    assert!(
+        status.message().contains("client certificate"),
+        "{}",
+        status.message()
+    );
 
     // 2. A certificate from another CA (a different collector's).
     let other = tempfile::tempdir().unwrap();
@@ -169,10 +198,19 @@ async fn unauthenticated_foreign_and_revoked_clients_are_refused_while_a_healthy
         resp.into_inner().message().await.map_err(|s| s.to_string())
     }
     .await;
-    assert!(result.is_err(), "a foreign certificate must be refused, got {result:?}");
+    assert!(
+        result.is_err(),
+        "a foreign certificate must be refused, got {result:?}"
+    );
     let conn = db(&data);
     assert_eq!(
-        count(&conn, &format!("SELECT count(*) FROM reports WHERE agent_id = '{}'", foreign.agent_id)),
+        count(
+            &conn,
+            &format!(
+                "SELECT count(*) FROM reports WHERE agent_id = '{}'",
+                foreign.agent_id
+            )
+        ),
         0
     );
 
@@ -183,7 +221,16 @@ async fn unauthenticated_foreign_and_revoked_clients_are_refused_while_a_healthy
     revoked.wait_acked(1).await;
     {
         let mut conn = store::open(&data.join("xunjian.db")).unwrap();
-        assert!(store::revoke_agent(&mut conn, revoked_creds.agent_id, "test", "compromised", SystemClock.now_ms()).unwrap());
+        assert!(
+            store::revoke_agent(
+                &mut conn,
+                revoked_creds.agent_id,
+                "test",
+                "compromised",
+                SystemClock.now_ms()
+            )
+            .unwrap()
+        );
     }
     let status = loop {
         match raw_stream(&url, &revoked_creds, vec![hello(""), report_msg(100, "")]).await {
@@ -228,7 +275,9 @@ async fn an_agent_cannot_write_data_for_another_agent() {
     let b = enroll_agent(&data, &url, &dir.path().join("b")).await;
     let b_id = b.agent_id.to_string();
 
-    let status = raw_stream(&url, &a, vec![hello(""), report_msg(1, &b_id)]).await.unwrap_err();
+    let status = raw_stream(&url, &a, vec![hello(""), report_msg(1, &b_id)])
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     let status = raw_stream(&url, &a, vec![hello(&b_id)]).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
@@ -236,7 +285,9 @@ async fn an_agent_cannot_write_data_for_another_agent() {
     let conn = db(&data);
     assert_eq!(count(&conn, "SELECT count(*) FROM reports"), 0);
     // A's own report, with no claim, is stored under A: identity is the certificate's.
-    let ok = raw_stream(&url, &a, vec![hello(""), report_msg(1, "")]).await.unwrap();
+    let ok = raw_stream(&url, &a, vec![hello(""), report_msg(1, "")])
+        .await
+        .unwrap();
     assert!(!ok.is_empty());
     assert_eq!(stored_sequences(&conn, a.agent_id), vec![1]);
     assert!(stored_sequences(&conn, b.agent_id).is_empty());
@@ -255,7 +306,9 @@ async fn expired_used_up_and_unknown_tokens_are_refused_and_store_nothing() {
     let used = token(&data, 1, now, HOUR);
     let unknown = xunjian_proto::token::format(&"0".repeat(32), &collector.ca_fingerprint);
     let first = dir.path().join("first");
-    enroll::enroll(&first, &url, &used, None).await.expect("first use works");
+    enroll::enroll(&first, &url, &used, None)
+        .await
+        .expect("first use works");
     let agents_before = count(&db(&data), "SELECT count(*) FROM agents");
     let tokens_before = count(&db(&data), "SELECT sum(uses) FROM enrollment_tokens");
 
@@ -265,23 +318,36 @@ async fn expired_used_up_and_unknown_tokens_are_refused_and_store_nothing() {
         (&unknown, "unknown enrollment token"),
     ] {
         let agent_dir = dir.path().join(format!("agent-{}", Uuid::new_v4()));
-        let err = enroll::enroll(&agent_dir, &url, token, None).await.unwrap_err();
+        let err = enroll::enroll(&agent_dir, &url, token, None)
+            .await
+            .unwrap_err();
         match &err {
             EnrollError::Refused(msg) => {
-                assert!(msg.contains("Unauthenticated") && msg.contains(expect), "{msg}")
+                assert!(
+                    msg.contains("Unauthenticated") && msg.contains(expect),
+                    "{msg}"
+                )
             }
             other => panic!("expected a refusal naming {expect:?}, got {other}"),
         }
-        assert!(Credentials::load(&agent_dir).unwrap().is_none(), "nothing stored on the agent");
+        assert!(
+            Credentials::load(&agent_dir).unwrap().is_none(),
+            "nothing stored on the agent"
+        );
     }
     // A token pinned to another CA is refused by the agent before it sends anything.
     let wrong_pin = xunjian_proto::token::format(&"1".repeat(32), &"ab".repeat(32));
-    let err = enroll::enroll(&dir.path().join("pin"), &url, &wrong_pin, None).await.unwrap_err();
+    let err = enroll::enroll(&dir.path().join("pin"), &url, &wrong_pin, None)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("fingerprint"), "{err}");
 
     let conn = db(&data);
     assert_eq!(count(&conn, "SELECT count(*) FROM agents"), agents_before);
-    assert_eq!(count(&conn, "SELECT sum(uses) FROM enrollment_tokens"), tokens_before);
+    assert_eq!(
+        count(&conn, "SELECT sum(uses) FROM enrollment_tokens"),
+        tokens_before
+    );
     collector.stop().await;
 }
 
@@ -309,7 +375,9 @@ async fn sigkilled_collector_loses_no_acked_report_and_stores_none_twice() {
     for i in 0..3 {
         let agent_dir = dir.path().join(format!("agent-{i}"));
         enroll_agent(&data, &url, &agent_dir).await;
-        agents.push(TestAgent::start(&agent_config(&agent_dir, &url, Duration::from_millis(20))).await);
+        agents.push(
+            TestAgent::start(&agent_config(&agent_dir, &url, Duration::from_millis(20))).await,
+        );
     }
     let cycles = 3;
     for cycle in 1..=cycles {
@@ -325,7 +393,10 @@ async fn sigkilled_collector_loses_no_acked_report_and_stores_none_twice() {
         let target = a.acked() + 3;
         a.wait_acked(target).await;
     }
-    let acked: Vec<(Uuid, u64)> = agents.iter().map(|a| (a.handle.agent_id(), a.acked())).collect();
+    let acked: Vec<(Uuid, u64)> = agents
+        .iter()
+        .map(|a| (a.handle.agent_id(), a.acked()))
+        .collect();
     for a in agents {
         a.stop().await;
     }
@@ -335,7 +406,10 @@ async fn sigkilled_collector_loses_no_acked_report_and_stores_none_twice() {
     for (agent, acked) in acked {
         let stored = stored_sequences(&conn, agent);
         for seq in 1..=acked {
-            assert!(stored.binary_search(&seq).is_ok(), "acked report {seq} of {agent} is missing");
+            assert!(
+                stored.binary_search(&seq).is_ok(),
+                "acked report {seq} of {agent} is missing"
+            );
         }
     }
     // Every report's samples were stored once: one sample per series per report.
@@ -369,7 +443,10 @@ async fn reports_collected_while_the_collector_is_down_arrive_in_order_exactly_o
     let collector = TestCollector::start_on(&data, port).await;
     agent.wait_acked(1 + n).await;
     let conn = db(&data);
-    assert_eq!(stored_sequences(&conn, creds.agent_id), (1..=1 + n).collect::<Vec<_>>());
+    assert_eq!(
+        stored_sequences(&conn, creds.agent_id),
+        (1..=1 + n).collect::<Vec<_>>()
+    );
     let mut stmt = conn
         .prepare("SELECT received_at FROM reports WHERE agent_id = ?1 ORDER BY sequence")
         .unwrap();
@@ -378,7 +455,10 @@ async fn reports_collected_while_the_collector_is_down_arrive_in_order_exactly_o
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert!(received.windows(2).all(|w| w[0] <= w[1]), "delivered out of order: {received:?}");
+    assert!(
+        received.windows(2).all(|w| w[0] <= w[1]),
+        "delivered out of order: {received:?}"
+    );
     assert_eq!(agent.handle.spool_status().pending_reports, 0);
     agent.stop().await;
     collector.stop().await;
@@ -392,7 +472,7 @@ async fn sigkilled_agent_recovers_its_spool_and_delivery_resumes_without_gaps() 
     let url = collector.url();
     let agent_dir = dir.path().join("agent");
     let creds = enroll_agent(&data, &url, &agent_dir).await;
-    let toml = write_agent_toml(&dir.path().join("agent.toml"), &agent_dir, &url, "5ms");
+    let toml = write_agent_toml(&dir.path().join("agent.toml"), &agent_dir, &url, "10ms");
     let conn = db(&data);
     let last = |conn: &rusqlite::Connection| -> i64 {
         conn.query_row(
@@ -411,8 +491,11 @@ async fn sigkilled_agent_recovers_its_spool_and_delivery_resumes_without_gaps() 
             &dir.path().join(format!("agent-{cycle}.log")),
         );
         // Kill it mid-stream once it has delivered more (spool writes are
-        // continuous at a 5 ms interval, so the kill lands mid-write often).
-        wait_until("the restarted agent to deliver", || last(&conn) >= before + 10).await;
+        // continuous at a 10 ms interval, so the kill lands mid-write often).
+        wait_until("the restarted agent to deliver", || {
+            last(&conn) >= before + 10
+        })
+        .await;
         proc.kill9();
     }
     // A last run, stopped cleanly, to deliver everything left.
@@ -424,7 +507,11 @@ async fn sigkilled_agent_recovers_its_spool_and_delivery_resumes_without_gaps() 
     );
     let before = last(&conn);
     wait_until("the final agent to deliver", || last(&conn) >= before + 10).await;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(proc.pid()), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(proc.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let status = proc.child.wait().unwrap();
     assert!(status.success(), "agent exits cleanly on SIGTERM: {status}");
 
@@ -462,13 +549,20 @@ async fn malformed_and_oversized_messages_get_clear_errors_and_others_carry_on()
     tx.send(Garbled { hello_as_number: 7 }).await.unwrap();
     let codec = tonic_prost::ProstCodec::<Garbled, CollectorMessage>::default();
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/xunjian.v1.Ingest/Stream");
-    let result = match grpc.streaming(tonic::Request::new(ReceiverStream::new(rx)), path, codec).await {
+    let result = match grpc
+        .streaming(tonic::Request::new(ReceiverStream::new(rx)), path, codec)
+        .await
+    {
         Ok(resp) => resp.into_inner().message().await.map(|_| ()),
         Err(s) => Err(s),
     };
     let status = result.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains("malformed"), "{}", status.message());
+    assert!(
+        status.message().contains("malformed"),
+        "{}",
+        status.message()
+    );
 
     // An oversized report (5 MiB, over the 4 MiB default limit).
     let mut big = report_msg(1, "");
@@ -476,15 +570,26 @@ async fn malformed_and_oversized_messages_get_clear_errors_and_others_carry_on()
         r.run_now_request_id = "x".repeat(5 * 1024 * 1024);
     }
     assert!(big.encoded_len() > 4 * 1024 * 1024);
-    let status = raw_stream(&url, &bad, vec![hello(""), big]).await.unwrap_err();
+    let status = raw_stream(&url, &bad, vec![hello(""), big])
+        .await
+        .unwrap_err();
     assert!(
-        matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
+        matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
         "{status:?}"
     );
-    assert!(status.message().contains("too large"), "{}", status.message());
+    assert!(
+        status.message().contains("too large"),
+        "{}",
+        status.message()
+    );
 
     // An out-of-protocol message: a report before Hello.
-    let status = raw_stream(&url, &bad, vec![report_msg(1, "")]).await.unwrap_err();
+    let status = raw_stream(&url, &bad, vec![report_msg(1, "")])
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 
     let conn = db(&data);
@@ -499,16 +604,44 @@ async fn malformed_and_oversized_messages_get_clear_errors_and_others_carry_on()
 fn bad_config_files_are_rejected_naming_the_problem_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(HARNESS).args(args).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = std::process::Command::new(HARNESS)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let data = dir.path().join("never-created");
     let cases = [
-        ("collector", format!("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n[storage]\ndata_dir = \"{}\"\n", data.display()), "lisen"),
-        ("collector", format!("[storage]\ndata_dir = \"{}\"\n[policy]\nmetrics_interval = \"0s\"\n", data.display()), "policy.metrics_interval"),
+        (
+            "collector",
+            format!(
+                "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n[storage]\ndata_dir = \"{}\"\n",
+                data.display()
+            ),
+            "lisen",
+        ),
+        (
+            "collector",
+            format!(
+                "[storage]\ndata_dir = \"{}\"\n[policy]\nmetrics_interval = \"0s\"\n",
+                data.display()
+            ),
+            "policy.metrics_interval",
+        ),
         ("collector", "[server\n".to_string(), "invalid config file"),
-        ("agent", "collector = \"http://plain:80\"\n".to_string(), "`collector`"),
-        ("agent", "[spool]\nmax_bytes = 5\n".to_string(), "spool.max_bytes"),
+        (
+            "agent",
+            "collector = \"http://plain:80\"\n".to_string(),
+            "`collector`",
+        ),
+        (
+            "agent",
+            "[spool]\nmax_bytes = 5\n".to_string(),
+            "spool.max_bytes",
+        ),
     ];
     for (i, (role, text, expect)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad-{i}.toml"));
@@ -519,7 +652,10 @@ fn bad_config_files_are_rejected_naming_the_problem_and_change_nothing() {
             _ => run(&["agent", "validate", "--config", p]),
         };
         assert_eq!(code, Some(64), "{role} case {i}: {stderr}");
-        assert!(stderr.contains(expect), "{role} case {i}: expected {expect:?} in {stderr}");
+        assert!(
+            stderr.contains(expect),
+            "{role} case {i}: expected {expect:?} in {stderr}"
+        );
         if *role == "collector" {
             let (code, _) = run(&["collector", "--config", p, "serve"]);
             assert_eq!(code, Some(64));
@@ -532,5 +668,8 @@ fn bad_config_files_are_rejected_naming_the_problem_and_change_nothing() {
     // A good one passes.
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "[server]\nlisten = \"127.0.0.1:7443\"\n").unwrap();
-    assert_eq!(run(&["collector", "--config", good.to_str().unwrap(), "validate"]).0, Some(0));
+    assert_eq!(
+        run(&["collector", "--config", good.to_str().unwrap(), "validate"]).0,
+        Some(0)
+    );
 }

@@ -35,6 +35,9 @@ pub fn labels_text(labels: &[Label]) -> String {
     if labels.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> = labels.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
     format!("{{{}}}", parts.join(", "))
 }

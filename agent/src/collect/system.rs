@@ -11,10 +11,37 @@ use super::{metric, percent};
 /// Filesystem types that hold no user data: kernel interfaces, in-memory
 /// and image filesystems. Their usage is noise (or always 100%, squashfs).
 const PSEUDO_FS: &[&str] = &[
-    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts", "devtmpfs",
-    "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "proc", "pstore", "ramfs", "rpc_pipefs",
-    "securityfs", "selinuxfs", "squashfs", "sysfs", "tmpfs", "tracefs", "fuse.lxcfs", "fuse.portal",
-    "fuse.gvfsd-fuse", "iso9660", "overlayfs-meta", "nfsd", "rootfs",
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "efivarfs",
+    "fusectl",
+    "hugetlbfs",
+    "mqueue",
+    "nsfs",
+    "proc",
+    "pstore",
+    "ramfs",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "sysfs",
+    "tmpfs",
+    "tracefs",
+    "fuse.lxcfs",
+    "fuse.portal",
+    "fuse.gvfsd-fuse",
+    "iso9660",
+    "overlayfs-meta",
+    "nfsd",
+    "rootfs",
 ];
 
 /// True for filesystem types that should not be reported.
@@ -118,7 +145,11 @@ impl SystemCollector {
         self.disks.refresh(true);
 
         let mut m = Vec::new();
-        m.push(metric("cpu.usage_pct", f64::from(self.sys.global_cpu_usage()), &[]));
+        m.push(metric(
+            "cpu.usage_pct",
+            f64::from(self.sys.global_cpu_usage()),
+            &[],
+        ));
         let load = System::load_average();
         m.push(metric("cpu.load1", load.one, &[]));
         m.push(metric("cpu.load5", load.five, &[]));
@@ -153,7 +184,10 @@ impl SystemCollector {
             kernel_version: System::kernel_version().unwrap_or_default(),
             arch: System::cpu_arch(),
             boot_time_unix_s: i64::try_from(System::boot_time()).unwrap_or(0),
-            cpu_model: cpus.first().map(|c| c.brand().trim().to_owned()).unwrap_or_default(),
+            cpu_model: cpus
+                .first()
+                .map(|c| c.brand().trim().to_owned())
+                .unwrap_or_default(),
             cpu_logical: u32::try_from(cpus.len()).unwrap_or(u32::MAX),
             cpu_physical: System::physical_core_count()
                 .and_then(|n| u32::try_from(n).ok())
@@ -226,13 +260,21 @@ mod tests {
         let ms = filesystem_metrics(&mount("/", "/dev/sda1", "ext4", 200, 50));
         let used = ms.iter().find(|m| m.name == "fs.used_pct").unwrap();
         assert!((used.value - 75.0).abs() < 1e-9);
-        assert!(used.labels.iter().any(|l| l.name == "mount" && l.value == "/"));
+        assert!(
+            used.labels
+                .iter()
+                .any(|l| l.name == "mount" && l.value == "/")
+        );
     }
 
     #[test]
     fn zero_total_gives_no_percentage() {
         assert_eq!(percent(0, 0), None);
-        assert!(filesystem_metrics(&mount("/x", "d", "ext4", 0, 0)).iter().all(|m| m.name != "fs.used_pct"));
+        assert!(
+            filesystem_metrics(&mount("/x", "d", "ext4", 0, 0))
+                .iter()
+                .all(|m| m.name != "fs.used_pct")
+        );
     }
 
     #[test]
@@ -243,7 +285,11 @@ mod tests {
         for expected in ["cpu.usage_pct", "memory.used_pct", "system.uptime_s"] {
             assert!(names.contains(&expected), "missing {expected} in {names:?}");
         }
-        let cpu = batch.metrics.iter().find(|m| m.name == "cpu.usage_pct").unwrap();
+        let cpu = batch
+            .metrics
+            .iter()
+            .find(|m| m.name == "cpu.usage_pct")
+            .unwrap();
         assert!((0.0..=100.0).contains(&cpu.value));
         let inv = c.inventory();
         assert!(inv.memory_total_bytes > 0);

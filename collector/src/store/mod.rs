@@ -28,7 +28,9 @@ pub enum StoreError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("the database at {path} has schema version {found}, newer than this build knows ({known}); upgrade xunjian")]
+    #[error(
+        "the database at {path} has schema version {found}, newer than this build knows ({known}); upgrade xunjian"
+    )]
     TooNew {
         path: std::path::PathBuf,
         found: i64,
@@ -178,7 +180,9 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     }
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(sql("opening the database read-only"))?;
     conn.busy_timeout(Duration::from_secs(5))
@@ -210,7 +214,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     for (i, script) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction().map_err(sql("starting a migration"))?;
-        tx.execute_batch(script).map_err(sql("applying a migration"))?;
+        tx.execute_batch(script)
+            .map_err(sql("applying a migration"))?;
         tx.pragma_update(None, "user_version", i as i64 + 1)
             .map_err(sql("recording the schema version"))?;
         tx.commit().map_err(sql("committing a migration"))?;
@@ -234,9 +239,13 @@ mod tests {
         let path = dir.path().join("x.db");
         drop(open(&path).unwrap());
         let conn = open(&path).unwrap();
-        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(v, schema_version());
-        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
     }
 
@@ -247,7 +256,10 @@ mod tests {
         let conn = open(&path).unwrap();
         conn.pragma_update(None, "user_version", 999).unwrap();
         drop(conn);
-        assert!(matches!(open(&path), Err(StoreError::TooNew { found: 999, .. })));
+        assert!(matches!(
+            open(&path),
+            Err(StoreError::TooNew { found: 999, .. })
+        ));
     }
 
     #[test]
@@ -259,7 +271,10 @@ mod tests {
             [],
         )
         .unwrap();
-        assert!(conn.execute("UPDATE audit_log SET actor = 'x'", []).is_err());
+        assert!(
+            conn.execute("UPDATE audit_log SET actor = 'x'", [])
+                .is_err()
+        );
         assert!(conn.execute("DELETE FROM audit_log", []).is_err());
     }
 

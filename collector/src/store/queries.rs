@@ -90,7 +90,8 @@ pub fn list_tokens(conn: &Connection) -> Result<Vec<TokenRow>, StoreError> {
             })
         })
         .map_err(sql("listing tokens"))?;
-    rows.collect::<Result<_, _>>().map_err(sql("listing tokens"))
+    rows.collect::<Result<_, _>>()
+        .map_err(sql("listing tokens"))
 }
 
 /// Why a token did not enroll an agent.
@@ -224,8 +225,11 @@ pub fn resolve_agent(conn: &Connection, id_or_prefix: &str) -> Result<Uuid, Stor
         .collect::<Result<_, _>>()
         .map_err(sql("looking up the agent"))?;
     match ids.as_slice() {
-        [one] => Uuid::parse_str(one).map_err(|_| StoreError::NotFound(format!("bad stored agent id {one}"))),
-        [] => Err(StoreError::NotFound(format!("no agent with id {id_or_prefix}"))),
+        [one] => Uuid::parse_str(one)
+            .map_err(|_| StoreError::NotFound(format!("bad stored agent id {one}"))),
+        [] => Err(StoreError::NotFound(format!(
+            "no agent with id {id_or_prefix}"
+        ))),
         many => Err(StoreError::NotFound(format!(
             "{id_or_prefix} matches {} agents; give more of the id",
             many.len()
@@ -256,7 +260,14 @@ pub fn revoke_agent(
             params![agent_id.to_string(), now_ms, actor, reason],
         )
         .map_err(sql("recording the revocation"))?;
-        audit(&tx, now_ms, actor, "agent.revoke", &agent_id.to_string(), reason)?;
+        audit(
+            &tx,
+            now_ms,
+            actor,
+            "agent.revoke",
+            &agent_id.to_string(),
+            reason,
+        )?;
     }
     tx.commit().map_err(sql("committing the revocation"))?;
     Ok(changed == 1)
@@ -375,7 +386,8 @@ mod tests {
     }
 
     fn count(conn: &Connection, table: &str) -> i64 {
-        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
     }
 
     #[test]
@@ -383,16 +395,25 @@ mod tests {
         let (_d, mut conn) = db();
         let t = create_token(&mut conn, 1_000, 60_000, 1, "tester", "").unwrap();
         let stored: String = conn
-            .query_row("SELECT secret_sha256 FROM enrollment_tokens", [], |r| r.get(0))
+            .query_row("SELECT secret_sha256 FROM enrollment_tokens", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_ne!(stored, t.secret);
         assert_eq!(stored, token_hash(&t.secret));
 
         let tx = conn.transaction().unwrap();
-        assert!(enroll_agent(&tx, &t.secret, &agent(), 2_000).unwrap().is_ok());
+        assert!(
+            enroll_agent(&tx, &t.secret, &agent(), 2_000)
+                .unwrap()
+                .is_ok()
+        );
         tx.commit().unwrap();
         let tx = conn.transaction().unwrap();
-        assert_eq!(enroll_agent(&tx, &t.secret, &agent(), 3_000).unwrap(), Err(TokenRefusal::UsedUp));
+        assert_eq!(
+            enroll_agent(&tx, &t.secret, &agent(), 3_000).unwrap(),
+            Err(TokenRefusal::UsedUp)
+        );
         drop(tx);
         assert_eq!(count(&conn, "agents"), 1);
     }
@@ -402,8 +423,14 @@ mod tests {
         let (_d, mut conn) = db();
         let t = create_token(&mut conn, 1_000, 60_000, 5, "tester", "").unwrap();
         let tx = conn.transaction().unwrap();
-        assert_eq!(enroll_agent(&tx, &t.secret, &agent(), 61_000).unwrap(), Err(TokenRefusal::Expired));
-        assert_eq!(enroll_agent(&tx, "nope", &agent(), 2_000).unwrap(), Err(TokenRefusal::Unknown));
+        assert_eq!(
+            enroll_agent(&tx, &t.secret, &agent(), 61_000).unwrap(),
+            Err(TokenRefusal::Expired)
+        );
+        assert_eq!(
+            enroll_agent(&tx, "nope", &agent(), 2_000).unwrap(),
+            Err(TokenRefusal::Unknown)
+        );
         drop(tx);
         assert_eq!(count(&conn, "agents"), 0);
     }

@@ -18,10 +18,10 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-use xunjian_proto::{CheckStatus, Hello, Inventory, Report, SpoolStatus, section};
+use xunjian_proto::{CheckStatus, Hello, Inventory, Report, section};
 
-use super::queries::{NewAgent, TokenRefusal, enroll_agent};
 use super::StoreError;
+use super::queries::{NewAgent, TokenRefusal, enroll_agent};
 
 /// Jobs waiting for the writer, at most.
 pub const QUEUE_CAPACITY: usize = 1024;
@@ -176,7 +176,10 @@ impl WriterHandle {
 enum Outcome {
     Report(Reply<Stored>, Result<Stored, WriteError>),
     Hello(Reply<()>, Result<(), WriteError>),
-    Enroll(Reply<Result<String, TokenRefusal>>, Result<Result<String, TokenRefusal>, WriteError>),
+    Enroll(
+        Reply<Result<String, TokenRefusal>>,
+        Result<Result<String, TokenRefusal>, WriteError>,
+    ),
 }
 
 impl Outcome {
@@ -233,7 +236,10 @@ fn commit_batch(conn: &mut Connection, series: &mut SeriesCache, jobs: Vec<Job>)
         Ok(tx) => tx,
         Err(e) => {
             let err = classify(&e);
-            return jobs.into_iter().map(|j| unapplied(j, err.clone())).collect();
+            return jobs
+                .into_iter()
+                .map(|j| unapplied(j, err.clone()))
+                .collect();
         }
     };
     let mut outcomes = Vec::with_capacity(count);
@@ -351,7 +357,12 @@ fn classify(e: &rusqlite::Error) -> WriteError {
     }
 }
 
-fn store_hello(conn: &Connection, agent_id: Uuid, hello: &Hello, at_ms: i64) -> rusqlite::Result<()> {
+fn store_hello(
+    conn: &Connection,
+    agent_id: Uuid,
+    hello: &Hello,
+    at_ms: i64,
+) -> rusqlite::Result<()> {
     let spool = hello.spool.unwrap_or_default();
     conn.prepare_cached(
         "UPDATE agents SET agent_version = ?2, last_seen_at = ?3, spool_pending_reports = ?4,
@@ -407,11 +418,17 @@ fn store_report(
                 for m in &batch.metrics {
                     let labels = labels_json(&m.labels);
                     let id = series.id(conn, &agent, &m.name, &labels)?;
-                    let at = if m.at_unix_ms != 0 { m.at_unix_ms } else { collected_at };
+                    let at = if m.at_unix_ms != 0 {
+                        m.at_unix_ms
+                    } else {
+                        collected_at
+                    };
                     insert.execute(params![id, at, m.value, seq])?;
                 }
             }
-            Some(section::Kind::Inventory(inv)) => store_inventory(conn, &agent, inv, collected_at, received_at_ms)?,
+            Some(section::Kind::Inventory(inv)) => {
+                store_inventory(conn, &agent, inv, collected_at, received_at_ms)?
+            }
             Some(section::Kind::Checks(checks)) => {
                 let mut insert = conn.prepare_cached(
                     "INSERT INTO check_results (agent_id, sequence, at, check_id, title, status, value, threshold, evidence, reason)
@@ -436,7 +453,7 @@ fn store_report(
             None => tracing::debug!(agent = %agent, "ignoring unknown section kind"),
         }
     }
-    let spool = report.spool.unwrap_or(SpoolStatus::default());
+    let spool = report.spool.unwrap_or_default();
     conn.prepare_cached(
         "UPDATE agents SET last_seen_at = ?2,
                 last_report_at = max(coalesce(last_report_at, 0), ?3),
@@ -502,7 +519,10 @@ fn store_inventory(
 /// Labels as a JSON object with sorted keys: unambiguous and queryable with
 /// SQLite's json functions.
 pub fn labels_json(labels: &[xunjian_proto::Label]) -> String {
-    let map: BTreeMap<&str, &str> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+    let map: BTreeMap<&str, &str> = labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
     serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
 }
 
@@ -529,7 +549,13 @@ struct SeriesCache {
 }
 
 impl SeriesCache {
-    fn id(&mut self, conn: &Connection, agent: &str, name: &str, labels: &str) -> rusqlite::Result<i64> {
+    fn id(
+        &mut self,
+        conn: &Connection,
+        agent: &str,
+        name: &str,
+        labels: &str,
+    ) -> rusqlite::Result<i64> {
         let key = (agent.to_owned(), name.to_owned(), labels.to_owned());
         if let Some(id) = self.known.get(&key) {
             return Ok(*id);
@@ -537,10 +563,14 @@ impl SeriesCache {
         if let Some((_, id)) = self.staged.iter().find(|(k, _)| *k == key) {
             return Ok(*id);
         }
-        conn.prepare_cached("INSERT OR IGNORE INTO series (agent_id, name, labels) VALUES (?1, ?2, ?3)")?
-            .execute(params![agent, name, labels])?;
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO series (agent_id, name, labels) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![agent, name, labels])?;
         let id: i64 = conn
-            .prepare_cached("SELECT series_id FROM series WHERE agent_id = ?1 AND name = ?2 AND labels = ?3")?
+            .prepare_cached(
+                "SELECT series_id FROM series WHERE agent_id = ?1 AND name = ?2 AND labels = ?3",
+            )?
             .query_row(params![agent, name, labels], |r| r.get(0))?;
         self.staged.push((key, id));
         Ok(id)
@@ -603,16 +633,30 @@ mod tests {
             };
             assert!(handle.enroll(t.secret, new, 1).await.unwrap().is_ok());
         }
-        let first = handle.store_report(agent, report(1), 10, 5).await.await.unwrap().unwrap();
-        let again = handle.store_report(agent, report(1), 10, 6).await.await.unwrap().unwrap();
+        let first = handle
+            .store_report(agent, report(1), 10, 5)
+            .await
+            .await
+            .unwrap()
+            .unwrap();
+        let again = handle
+            .store_report(agent, report(1), 10, 6)
+            .await
+            .await
+            .unwrap()
+            .unwrap();
         assert!(!first.duplicate);
         assert!(again.duplicate);
         drop(handle);
         writer.join();
         let conn = super::super::open(&path).unwrap();
-        let samples: i64 = conn.query_row("SELECT count(*) FROM metric_samples", [], |r| r.get(0)).unwrap();
+        let samples: i64 = conn
+            .query_row("SELECT count(*) FROM metric_samples", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(samples, 1);
-        let labels: String = conn.query_row("SELECT labels FROM series", [], |r| r.get(0)).unwrap();
+        let labels: String = conn
+            .query_row("SELECT labels FROM series", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(labels, r#"{"mount":"/"}"#);
     }
 
