@@ -135,7 +135,6 @@ impl Default for StorageConfig {
     }
 }
 
-
 impl CollectorConfig {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
