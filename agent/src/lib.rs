@@ -8,6 +8,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod enroll;
+pub mod exec;
 pub mod logging;
 pub mod runner;
 pub mod signals;
