@@ -204,6 +204,7 @@ impl SystemCollector {
                     total_bytes: f.total_bytes,
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 
