@@ -61,6 +61,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Configuration changes (inventory differences between inspections).
+    Changes {
+        /// Only this agent (id or unique prefix).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Most rows shown.
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Enrolled agents.
     Agents {
         #[command(subcommand)]
@@ -143,6 +154,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         | Command::Agents {
             command: AgentsCommand::List { json },
         } => print_hosts(&config, json),
+        Command::Changes { agent, limit, json } => {
+            print_changes(&config, agent.as_deref(), limit, json)
+        }
         Command::Agents {
             command: AgentsCommand::Revoke { id, reason },
         } => revoke(&config, &id, &reason),
@@ -275,6 +289,44 @@ fn print_hosts(config: &CollectorConfig, json: bool) -> anyhow::Result<()> {
     let now = SystemClock.now_ms();
     let offline_after = offline_after(config);
     print!("{}", hosts_table(&hosts, now, offline_after));
+    Ok(())
+}
+
+fn print_changes(
+    config: &CollectorConfig,
+    agent: Option<&str>,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let conn = store::open_read_only(&config.database_path())?;
+    let agent = agent.map(|a| store::resolve_agent(&conn, a)).transpose()?;
+    let rows = store::config_changes(&conn, agent, limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<21} {:<9} {:<16} {:<40} CHANGE",
+        "WHEN", "AGENT", "HOSTNAME", "WHAT"
+    );
+    for r in &rows {
+        let change = match (r.before.is_empty(), r.after.is_empty()) {
+            (true, _) => format!("added: {}", r.after),
+            (_, true) => format!("removed: {}", r.before),
+            _ => format!("{} -> {}", r.before, r.after),
+        };
+        println!(
+            "{:<21} {:<9} {:<16} {:<40} {}",
+            fmt_time(r.collected_at),
+            &r.agent_id[..8.min(r.agent_id.len())],
+            clip(&r.hostname, 16),
+            clip(&r.path, 40),
+            change
+        );
+    }
+    if rows.is_empty() {
+        println!("(no configuration changes recorded)");
+    }
     Ok(())
 }
 

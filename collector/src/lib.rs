@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod ingest;
+pub mod inventory_diff;
 pub mod pki;
 pub mod server;
 pub mod store;

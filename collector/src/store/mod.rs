@@ -18,10 +18,12 @@ pub use writer::{Stored, WriteError, Writer, WriterHandle};
 /// A storage failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{what}: {source}")]
+    // The SQLite error is part of the message, not a `source`, so chains
+    // printed with `{:#}` do not repeat it.
+    #[error("{what}: {error}")]
     Sqlite {
         what: &'static str,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error("cannot create data directory {path}: {source}")]
     Dir {
@@ -41,7 +43,7 @@ pub enum StoreError {
 }
 
 pub(crate) fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Sqlite { what, source }
+    move |error| StoreError::Sqlite { what, error }
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` holds how many
@@ -150,6 +152,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
         BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
     "#,
+    // 2: configuration change records (CMDB): one row per changed fact
+    // between two consecutive inventory snapshots of a host.
+    r#"
+    CREATE TABLE config_changes (
+        change_id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        snapshot_id INTEGER NOT NULL REFERENCES inventory_snapshots(snapshot_id),
+        collected_at INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL
+    );
+    CREATE INDEX config_changes_by_agent ON config_changes (agent_id, collected_at);
+    CREATE INDEX config_changes_by_time ON config_changes (collected_at);
+    "#,
 ];
 
 /// Opens (creating if needed) the database read-write, applies pending
@@ -187,6 +204,16 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     .map_err(sql("opening the database read-only"))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(sql("setting busy timeout"))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql("reading schema version"))?;
+    if version < schema_version() {
+        return Err(StoreError::NotFound(format!(
+            "the database at {} has schema version {version}, older than this build's {}: start this version's collector once to upgrade it",
+            path.display(),
+            schema_version()
+        )));
+    }
     Ok(conn)
 }
 

@@ -358,6 +358,47 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>, StoreError> {
     rows.collect::<Result<_, _>>().map_err(sql("listing hosts"))
 }
 
+/// One configuration change as `xunjian changes` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeRow {
+    pub agent_id: String,
+    pub hostname: String,
+    pub collected_at: i64,
+    pub path: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// Configuration changes, newest first, optionally for one agent.
+pub fn config_changes(
+    conn: &Connection,
+    agent: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<ChangeRow>, StoreError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT c.agent_id, a.hostname, c.collected_at, c.path, c.before, c.after
+             FROM config_changes c JOIN agents a USING (agent_id)
+             WHERE ?1 IS NULL OR c.agent_id = ?1
+             ORDER BY c.collected_at DESC, c.change_id LIMIT ?2",
+        )
+        .map_err(sql("listing configuration changes"))?;
+    let rows = stmt
+        .query_map(params![agent.map(|a| a.to_string()), limit], |r| {
+            Ok(ChangeRow {
+                agent_id: r.get(0)?,
+                hostname: r.get(1)?,
+                collected_at: r.get(2)?,
+                path: r.get(3)?,
+                before: r.get(4)?,
+                after: r.get(5)?,
+            })
+        })
+        .map_err(sql("listing configuration changes"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(sql("listing configuration changes"))
+}
+
 /// RFC 3339 UTC, seconds precision, for messages and tables.
 pub fn fmt_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

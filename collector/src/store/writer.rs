@@ -334,7 +334,7 @@ fn apply(conn: &Connection, series: &mut SeriesCache, job: Job) -> Outcome {
             Outcome::Enroll(
                 done,
                 r.map_err(|e| match e {
-                    StoreError::Sqlite { source, .. } => classify(&source),
+                    StoreError::Sqlite { error, .. } => classify(&error),
                     other => WriteError::Rejected(other.to_string()),
                 }),
             )
@@ -495,10 +495,35 @@ fn store_inventory(
         return Ok(());
     }
     let body = serde_json::to_string(inv).unwrap_or_else(|_| "{}".into());
+    let previous: Option<String> = conn
+        .prepare_cached(
+            "SELECT body FROM inventory_snapshots WHERE agent_id = ?1 ORDER BY collected_at DESC, snapshot_id DESC LIMIT 1",
+        )?
+        .query_row([agent], |r| r.get(0))
+        .optional()?;
     conn.prepare_cached(
         "INSERT INTO inventory_snapshots (agent_id, sha256, collected_at, stored_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![agent, hash, collected_at, received_at_ms, body])?;
+    let snapshot_id = conn.last_insert_rowid();
+    // The first snapshot is the baseline, not a change.
+    if let Some(previous) = previous {
+        let old: serde_json::Value = serde_json::from_str(&previous).unwrap_or_default();
+        let new: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO config_changes (agent_id, snapshot_id, collected_at, path, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for change in crate::inventory_diff::diff(&old, &new) {
+            insert.execute(params![
+                agent,
+                snapshot_id,
+                collected_at,
+                change.path,
+                change.before,
+                change.after
+            ])?;
+        }
+    }
     conn.prepare_cached(
         "UPDATE agents SET inventory_sha256 = ?2, hostname = ?3, os_name = ?4, os_version = ?5,
                 kernel_version = ?6, arch = ?7
@@ -592,7 +617,7 @@ impl SeriesCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xunjian_proto::{Label, Metric, MetricBatch, Section};
+    use xunjian_proto::{Inventory, Label, Metric, MetricBatch, Section};
 
     fn report(seq: u64) -> Report {
         Report {
@@ -673,6 +698,96 @@ mod tests {
         assert!(matches!(err, WriteError::Rejected(_)), "{err:?}");
         drop(handle);
         writer.join();
+    }
+
+    fn inventory_report(seq: u64, os_version: &str, packages: &[(&str, &str)]) -> Report {
+        Report {
+            sequence: seq,
+            collected_at_unix_ms: 1_700_000_000_000 + seq as i64,
+            sections: vec![Section {
+                kind: Some(section::Kind::Inventory(Inventory {
+                    hostname: "h".into(),
+                    os_version: os_version.into(),
+                    packages: packages
+                        .iter()
+                        .map(|(n, v)| xunjian_proto::Package {
+                            name: (*n).into(),
+                            version: (*v).into(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn inventory_is_stored_on_change_only_and_changes_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (handle, writer) = Writer::spawn(&path).unwrap();
+        let agent = Uuid::new_v4();
+        {
+            let mut conn = super::super::open(&path).unwrap();
+            let t = super::super::create_token(&mut conn, 0, i64::MAX / 2, 1, "t", "").unwrap();
+            let new = NewAgent {
+                agent_id: agent,
+                hostname: "h".into(),
+                agent_version: "v".into(),
+                cert_serial: "s".into(),
+                cert_sha256: "c".into(),
+            };
+            assert!(handle.enroll(t.secret, new, 1).await.unwrap().is_ok());
+        }
+        let reports = [
+            inventory_report(1, "12.4", &[("curl", "7.88")]),
+            inventory_report(2, "12.4", &[("curl", "7.88")]),
+            inventory_report(3, "12.5", &[("curl", "7.89"), ("nginx", "1.22")]),
+        ];
+        for r in reports {
+            handle
+                .store_report(agent, r, 10, 5)
+                .await
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        drop(handle);
+        writer.join();
+        let conn = super::super::open(&path).unwrap();
+        let snapshots: i64 = conn
+            .query_row("SELECT count(*) FROM inventory_snapshots", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            snapshots, 2,
+            "the unchanged second inventory is not stored again"
+        );
+        let mut stmt = conn
+            .prepare("SELECT path, before, after FROM config_changes ORDER BY path")
+            .unwrap();
+        let changes: Vec<(String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            changes,
+            vec![
+                ("os_version".into(), "12.4".into(), "12.5".into()),
+                (
+                    "packages[curl].version".into(),
+                    "7.88".into(),
+                    "7.89".into()
+                ),
+                (
+                    "packages[nginx]".into(),
+                    String::new(),
+                    "name=nginx, version=1.22".into()
+                ),
+            ]
+        );
     }
 
     #[test]
