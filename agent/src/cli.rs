@@ -136,6 +136,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn check(json: bool) -> ExitCode {
     let report = tokio::task::spawn_blocking(|| {
         let mut c = SystemCollector::new();
+        // CPU usage is measured between two refreshes; a one-shot over the
+        // 200 ms minimum mostly sees this process starting up.
+        std::thread::sleep(std::time::Duration::from_secs(1));
         Report {
             sequence: 0,
             collected_at_unix_ms: chrono::Utc::now().timestamp_millis(),
@@ -164,7 +167,15 @@ async fn check(json: bool) -> ExitCode {
 
 fn print_summary(report: &Report) {
     use xunjian_proto::section::Kind;
-    for s in &report.sections {
+    // Who and what first, then measurements, then verdicts.
+    let order = |s: &&xunjian_proto::Section| match s.kind {
+        Some(Kind::Inventory(_)) => 0,
+        Some(Kind::Metrics(_)) => 1,
+        _ => 2,
+    };
+    let mut sections: Vec<&xunjian_proto::Section> = report.sections.iter().collect();
+    sections.sort_by_key(order);
+    for s in sections {
         match &s.kind {
             Some(Kind::Inventory(i)) => {
                 println!("host      {}", i.hostname);

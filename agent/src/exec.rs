@@ -69,7 +69,8 @@ impl<'a> Cmd<'a> {
 
     /// Runs it; see the module docs for the rules.
     pub fn run(&self) -> Result<Output, ExecError> {
-        let path = find_program(self.program).ok_or_else(|| ExecError::NotFound(self.program.to_owned()))?;
+        let path = find_program(self.program)
+            .ok_or_else(|| ExecError::NotFound(self.program.to_owned()))?;
         let command = std::iter::once(self.program.to_owned())
             .chain(self.args.iter().cloned())
             .collect::<Vec<_>>()
@@ -95,14 +96,24 @@ impl<'a> Cmd<'a> {
         };
         let mut child = cmd.spawn().map_err(spawn_err)?;
         let cap = self.output_cap;
-        let out = child.stdout.take().map(|s| std::thread::spawn(move || read_capped(s, cap)));
-        let err = child.stderr.take().map(|s| std::thread::spawn(move || read_capped(s, cap)));
+        let out = child
+            .stdout
+            .take()
+            .map(|s| std::thread::spawn(move || read_capped(s, cap)));
+        let err = child
+            .stderr
+            .take()
+            .map(|s| std::thread::spawn(move || read_capped(s, cap)));
         let start = Instant::now();
         let status = loop {
             match child.try_wait().map_err(spawn_err)? {
                 Some(status) => break Some(status),
                 None if start.elapsed() >= self.timeout => break None,
-                None => std::thread::sleep(Duration::from_millis(5).max(self.timeout / 1000).min(Duration::from_millis(50))),
+                None => std::thread::sleep(
+                    Duration::from_millis(5)
+                        .max(self.timeout / 1000)
+                        .min(Duration::from_millis(50)),
+                ),
             }
         };
         let Some(status) = status else {
@@ -214,7 +225,10 @@ mod tests {
 
     #[test]
     fn output_is_capped() {
-        let out = Cmd::new("head", &["-c", "100000", "/dev/zero"]).output_cap(1000).run().unwrap();
+        let out = Cmd::new("head", &["-c", "100000", "/dev/zero"])
+            .output_cap(1000)
+            .run()
+            .unwrap();
         assert!(out.truncated);
         assert_eq!(out.stdout.len(), 1000);
     }

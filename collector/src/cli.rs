@@ -351,7 +351,7 @@ pub fn hosts_table(hosts: &[HostRow], now_ms: i64, offline_after_ms: i64) -> Str
         "AGENT", "HOSTNAME", "OS", "CPU%", "MEM%", "DISK%", "LAST SEEN"
     );
     for h in hosts {
-        let status = if h.revoked {
+        let mut status = if h.revoked {
             "revoked"
         } else {
             match h.last_seen_at {
@@ -359,7 +359,15 @@ pub fn hosts_table(hosts: &[HostRow], now_ms: i64, offline_after_ms: i64) -> Str
                 Some(t) if now_ms - t > offline_after_ms => "offline",
                 Some(_) => "online",
             }
-        };
+        }
+        .to_owned();
+        // Reports the agent's spool had to drop are lost data: never hide it.
+        if h.spool_dropped_reports_total > 0 {
+            status.push_str(&format!(
+                ", {} reports dropped by spool",
+                h.spool_dropped_reports_total
+            ));
+        }
         let _ = writeln!(
             out,
             "{:<9} {:<20} {:<26} {:>6} {:>6} {:>6}  {:<10} {}",
@@ -448,6 +456,11 @@ mod tests {
         assert!(hosts_table(&[row(Some(now - 120_000), false)], now, 60_000).contains("offline"));
         assert!(hosts_table(&[row(None, false)], now, 60_000).contains("never seen"));
         assert!(hosts_table(&[row(Some(now), true)], now, 60_000).contains("revoked"));
+        let mut dropped = row(Some(now), false);
+        dropped.spool_dropped_reports_total = 12;
+        assert!(
+            hosts_table(&[dropped], now, 60_000).contains("online, 12 reports dropped by spool")
+        );
     }
 
     #[test]

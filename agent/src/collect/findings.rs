@@ -73,7 +73,12 @@ pub fn check(
 }
 
 /// A check that could not run: `unknown`, with why. Never reported as OK.
-pub fn unknown(id: &str, title: &str, reason: impl Into<String>, evidence: impl Into<String>) -> CheckResult {
+pub fn unknown(
+    id: &str,
+    title: &str,
+    reason: impl Into<String>,
+    evidence: impl Into<String>,
+) -> CheckResult {
     CheckResult {
         check_id: id.to_owned(),
         title: title.to_owned(),
