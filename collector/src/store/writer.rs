@@ -640,24 +640,28 @@ mod tests {
         }
     }
 
+    /// Enrolls a fresh agent through the writer, as the Enroll RPC does.
+    async fn enrolled_agent(handle: &WriterHandle, db: &Path) -> Uuid {
+        let agent = Uuid::new_v4();
+        let mut conn = super::super::open(db).unwrap();
+        let t = super::super::create_token(&mut conn, 0, i64::MAX / 2, 1, "t", "").unwrap();
+        let new = NewAgent {
+            agent_id: agent,
+            hostname: "h".into(),
+            agent_version: "v".into(),
+            cert_serial: "s".into(),
+            cert_sha256: "c".into(),
+        };
+        assert!(handle.enroll(t.secret, new, 1).await.unwrap().is_ok());
+        agent
+    }
+
     #[tokio::test]
     async fn replayed_report_is_acknowledged_but_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.db");
         let (handle, writer) = Writer::spawn(&path).unwrap();
-        let agent = Uuid::new_v4();
-        {
-            let mut conn = super::super::open(&path).unwrap();
-            let t = super::super::create_token(&mut conn, 0, i64::MAX / 2, 1, "t", "").unwrap();
-            let new = NewAgent {
-                agent_id: agent,
-                hostname: "h".into(),
-                agent_version: "v".into(),
-                cert_serial: "s".into(),
-                cert_sha256: "c".into(),
-            };
-            assert!(handle.enroll(t.secret, new, 1).await.unwrap().is_ok());
-        }
+        let agent = enrolled_agent(&handle, &path).await;
         let first = handle
             .store_report(agent, report(1), 10, 5)
             .await
@@ -728,19 +732,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.db");
         let (handle, writer) = Writer::spawn(&path).unwrap();
-        let agent = Uuid::new_v4();
-        {
-            let mut conn = super::super::open(&path).unwrap();
-            let t = super::super::create_token(&mut conn, 0, i64::MAX / 2, 1, "t", "").unwrap();
-            let new = NewAgent {
-                agent_id: agent,
-                hostname: "h".into(),
-                agent_version: "v".into(),
-                cert_serial: "s".into(),
-                cert_sha256: "c".into(),
-            };
-            assert!(handle.enroll(t.secret, new, 1).await.unwrap().is_ok());
-        }
+        let agent = enrolled_agent(&handle, &path).await;
         let reports = [
             inventory_report(1, "12.4", &[("curl", "7.88")]),
             inventory_report(2, "12.4", &[("curl", "7.88")]),
