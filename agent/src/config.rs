@@ -64,6 +64,46 @@ pub struct CollectConfig {
     /// Between inventory collections.
     #[serde(default = "default_inventory_interval", with = "humantime_serde")]
     pub inventory_interval: Duration,
+    /// Between runs of the periodic checks (services, antivirus, baseline,
+    /// SMART).
+    #[serde(default = "default_checks_interval", with = "humantime_serde")]
+    pub checks_interval: Duration,
+    /// Between package-manager queries (slow).
+    #[serde(default = "default_patches_interval", with = "humantime_serde")]
+    pub patches_interval: Duration,
+    /// Collection areas to run (see [`AREAS`]); default all.
+    #[serde(default = "default_areas")]
+    pub areas: Vec<String>,
+}
+
+/// Every collection area the agent has.
+pub const AREAS: &[&str] = &[
+    "system",
+    "disks",
+    "services",
+    "antivirus",
+    "baseline",
+    "smart",
+    "patches",
+    "plugins",
+    "inventory",
+];
+
+fn default_areas() -> Vec<String> {
+    AREAS.iter().map(|a| (*a).to_owned()).collect()
+}
+fn default_checks_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_patches_interval() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+
+impl CollectConfig {
+    /// Whether an area is switched on.
+    pub fn has(&self, area: &str) -> bool {
+        self.areas.iter().any(|a| a == area)
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -92,6 +132,9 @@ impl Default for CollectConfig {
         Self {
             metrics_interval: default_metrics_interval(),
             inventory_interval: default_inventory_interval(),
+            checks_interval: default_checks_interval(),
+            patches_interval: default_patches_interval(),
+            areas: default_areas(),
         }
     }
 }
@@ -244,6 +287,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("metrics_interval"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_area_is_named() {
+        let msg = parse("[collect]\nareas = [\"system\", \"smrt\"]\n").unwrap_err().to_string();
+        assert!(msg.contains("collect.areas") && msg.contains("smrt"), "{msg}");
+        let c = parse("[collect]\nareas = [\"system\"]\n").unwrap();
+        assert!(c.collect.has("system") && !c.collect.has("patches"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, RefreshKind, System};
+use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
 use xunjian_proto::{Filesystem, Inventory, Metric, MetricBatch};
 
 use super::{metric, percent};
@@ -208,7 +208,23 @@ impl SystemCollector {
         }
     }
 
-    fn filesystems(&self) -> Vec<MountUsage> {
+    /// Running processes as (pid, name, CPU % since the last call, resident
+    /// bytes), for the top-processes view.
+    pub fn processes(&mut self) -> Vec<(u32, String, f32, u64)> {
+        self.sys.refresh_processes_specifics(
+            ProcessesToUpdate::All,
+            true,
+            ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        );
+        self.sys
+            .processes()
+            .values()
+            .map(|p| (p.pid().as_u32(), p.name().to_string_lossy().into_owned(), p.cpu_usage(), p.memory()))
+            .collect()
+    }
+
+    /// The data filesystems as of the last refresh.
+    pub fn filesystems(&self) -> Vec<MountUsage> {
         data_filesystems(
             self.disks
                 .list()
