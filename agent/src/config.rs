@@ -186,12 +186,25 @@ impl AgentConfig {
                 ),
             ));
         }
+        if let Some(bad) = self
+            .collect
+            .areas
+            .iter()
+            .find(|a| !AREAS.contains(&a.as_str()))
+        {
+            return Err(invalid(
+                "collect.areas",
+                format!("unknown area {bad:?}; known: {}", AREAS.join(", ")),
+            ));
+        }
         for (field, value) in [
             ("collect.metrics_interval", self.collect.metrics_interval),
             (
                 "collect.inventory_interval",
                 self.collect.inventory_interval,
             ),
+            ("collect.checks_interval", self.collect.checks_interval),
+            ("collect.patches_interval", self.collect.patches_interval),
         ] {
             if value < Duration::from_millis(10) || value > Duration::from_secs(86_400) {
                 return Err(invalid(
@@ -291,8 +304,13 @@ mod tests {
 
     #[test]
     fn unknown_area_is_named() {
-        let msg = parse("[collect]\nareas = [\"system\", \"smrt\"]\n").unwrap_err().to_string();
-        assert!(msg.contains("collect.areas") && msg.contains("smrt"), "{msg}");
+        let msg = parse("[collect]\nareas = [\"system\", \"smrt\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("collect.areas") && msg.contains("smrt"),
+            "{msg}"
+        );
         let c = parse("[collect]\nareas = [\"system\"]\n").unwrap();
         assert!(c.collect.has("system") && !c.collect.has("patches"));
     }

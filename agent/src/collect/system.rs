@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
+use sysinfo::{
+    CpuRefreshKind, Disks, MemoryRefreshKind, ProcessRefreshKind, ProcessesToUpdate, RefreshKind,
+    System,
+};
 use xunjian_proto::{Filesystem, Inventory, Metric, MetricBatch};
 
 use super::{metric, percent};
@@ -219,7 +222,14 @@ impl SystemCollector {
         self.sys
             .processes()
             .values()
-            .map(|p| (p.pid().as_u32(), p.name().to_string_lossy().into_owned(), p.cpu_usage(), p.memory()))
+            .map(|p| {
+                (
+                    p.pid().as_u32(),
+                    p.name().to_string_lossy().into_owned(),
+                    p.cpu_usage(),
+                    p.memory(),
+                )
+            })
             .collect()
     }
 
