@@ -4,7 +4,10 @@
 //! real output (fixtures in `agent/testdata/<area>/`, each with its
 //! provenance).
 
+pub mod disks;
 mod findings;
+pub mod mdstat;
+pub mod smart;
 pub mod system;
 
 pub use findings::*;
