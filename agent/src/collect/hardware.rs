@@ -408,8 +408,9 @@ $o['Win32_Processor']=@(Get-CimInstance -ClassName Win32_Processor).Count;$o|Con
     pub(super) fn query() -> super::WmiClasses {
         let root = std::env::var("SystemRoot").unwrap_or_else(|_| r"C:\Windows".into());
         let ps = format!(r"{root}\System32\WindowsPowerShell\v1.0\powershell.exe");
-        let cmd = crate::exec::Cmd::new(&ps, &["-NoProfile", "-NonInteractive", "-Command", SCRIPT])
-            .timeout(Duration::from_secs(60));
+        let cmd =
+            crate::exec::Cmd::new(&ps, &["-NoProfile", "-NonInteractive", "-Command", SCRIPT])
+                .timeout(Duration::from_secs(60));
         match cmd.run() {
             Ok(out) => super::parse_windows_bundle(&out.stdout),
             Err(e) => {
@@ -662,7 +663,9 @@ pub fn cpuid_vendor(leaf: &[u8]) -> String {
     let Some(sig) = leaf.get(4..16) else {
         return String::new();
     };
-    String::from_utf8_lossy(sig).trim_end_matches('\0').to_owned()
+    String::from_utf8_lossy(sig)
+        .trim_end_matches('\0')
+        .to_owned()
 }
 
 /// Sharpens the DMI-based hint with the CPUID hypervisor signature and
@@ -756,7 +759,10 @@ mod tests {
         assert_eq!(hw.board_model, "07PXPY");
         assert_eq!(hw.board_serial, ".7N62AI2.GRTCL6944100GP.");
         assert_eq!(hw.chassis_type, "Rack Mount Chassis");
-        assert_eq!(hypervisor_from_dmi(&hw.system_vendor, &hw.system_model), None);
+        assert_eq!(
+            hypervisor_from_dmi(&hw.system_vendor, &hw.system_model),
+            None
+        );
     }
 
     #[test]
@@ -820,7 +826,10 @@ mod tests {
         ] {
             assert_eq!(clean_identity(junk), "", "{junk:?}");
         }
-        assert_eq!(clean_identity(" PowerEdge\u{1c} R6515\n"), "PowerEdge R6515");
+        assert_eq!(
+            clean_identity(" PowerEdge\u{1c} R6515\n"),
+            "PowerEdge R6515"
+        );
         assert_eq!(clean_uuid("FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF"), "");
         assert_eq!(
             clean_uuid("4C4C4544-0042-3510-8052-B4C04F4E4D32\n"),
@@ -893,7 +902,16 @@ mod tests {
         });
         assert_eq!(hw.system_vendor, "LENOVO");
         assert_eq!(hw.system_model, "20TBS57S00");
-        assert_eq!(virtualization("LENOVO", "20TBS57S00", false, false, &ContainerMarkers::default()), "none");
+        assert_eq!(
+            virtualization(
+                "LENOVO",
+                "20TBS57S00",
+                false,
+                false,
+                &ContainerMarkers::default()
+            ),
+            "none"
+        );
 
         let qemu =
             wmi_fixture("glpi-agent_wmic-list_Win32_ComputerSystem_proxmox-qemu.utf16le.wmi");
@@ -902,9 +920,18 @@ mod tests {
             computer_system: qemu[0].clone(),
             ..Default::default()
         });
-        assert_eq!((hw.system_vendor.as_str(), hw.system_model.as_str()), ("BOCHS_", "BXPC____"));
         assert_eq!(
-            virtualization(&hw.system_vendor, &hw.system_model, false, false, &ContainerMarkers::default()),
+            (hw.system_vendor.as_str(), hw.system_model.as_str()),
+            ("BOCHS_", "BXPC____")
+        );
+        assert_eq!(
+            virtualization(
+                &hw.system_vendor,
+                &hw.system_model,
+                false,
+                false,
+                &ContainerMarkers::default()
+            ),
             "qemu"
         );
     }
@@ -918,7 +945,8 @@ mod tests {
         assert_eq!(two[0]["B"], "=x");
         assert_eq!(two[1]["A"], "2");
         // Cut in the middle of a UTF-16 fixture, at an odd byte.
-        let bytes = fixture_bytes("glpi-agent_wmic-list_Win32_ComputerSystem_win11-lenovo-e14.utf16le.wmi");
+        let bytes =
+            fixture_bytes("glpi-agent_wmic-list_Win32_ComputerSystem_win11-lenovo-e14.utf16le.wmi");
         for cut in [0, 1, 2, 3, 101, bytes.len() / 2 + 1, bytes.len() - 1] {
             let items = parse_wmic_list(&decode_utf16le(&bytes[..cut]));
             let _ = hardware_from_wmi(&WmiClasses {
@@ -927,7 +955,9 @@ mod tests {
             });
         }
         // Arbitrary bytes must not panic either.
-        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let _ = parse_wmic_list(&decode_utf16le(&noise));
         let _ = parse_cim_json(&String::from_utf8_lossy(&noise));
     }
@@ -986,7 +1016,10 @@ mod tests {
         assert_eq!(hw.board_serial, "L1HF12345678");
         assert_eq!(hw.chassis_type, "Notebook");
         assert_eq!(parse_windows_bundle("not json"), WmiClasses::default());
-        assert_eq!(parse_windows_bundle("{\"Win32_Processor\": -1}"), WmiClasses::default());
+        assert_eq!(
+            parse_windows_bundle("{\"Win32_Processor\": -1}"),
+            WmiClasses::default()
+        );
     }
 
     #[test]
@@ -1033,7 +1066,9 @@ mod tests {
             vec!["192.0.2.2/24", "fd00::2/64", "fe80::fc:ff:fe00:1/64"]
         );
         assert_eq!(eth0.mtu, 1500);
-        assert!(interface_from("lo", &MacAddr::UNSPECIFIED, &[net("127.0.0.1", 8)], 65536).is_none());
+        assert!(
+            interface_from("lo", &MacAddr::UNSPECIFIED, &[net("127.0.0.1", 8)], 65536).is_none()
+        );
         assert!(interface_from("lo0", &MacAddr::UNSPECIFIED, &[net("::1", 128)], 16384).is_none());
         let ifb = interface_from("ifb0", &MacAddr::UNSPECIFIED, &[], u64::MAX).unwrap();
         assert_eq!((ifb.mac.as_str(), ifb.mtu), ("", u32::MAX));
@@ -1045,7 +1080,11 @@ mod tests {
         let got = interfaces();
         eprintln!("live interfaces: {got:?}");
         assert!(got.iter().all(|i| i.name != "lo"));
-        assert!(got.iter().flat_map(|i| &i.addresses).all(|a| a.contains('/')));
+        assert!(
+            got.iter()
+                .flat_map(|i| &i.addresses)
+                .all(|a| a.contains('/'))
+        );
         let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
             return;
         };
@@ -1085,8 +1124,12 @@ mod tests {
     #[test]
     fn container_marker_sources() {
         // Real docker mountinfo (cgroup v2) vs this Firecracker VM's.
-        assert!(etc_files_bind_mounted(&fixture("mountinfo_docker-cgroupv2_pre-commit-test.txt")));
-        assert!(!etc_files_bind_mounted(&fixture("proc-self-mountinfo_debian12-firecracker.txt")));
+        assert!(etc_files_bind_mounted(&fixture(
+            "mountinfo_docker-cgroupv2_pre-commit-test.txt"
+        )));
+        assert!(!etc_files_bind_mounted(&fixture(
+            "proc-self-mountinfo_debian12-firecracker.txt"
+        )));
         assert!(!etc_files_bind_mounted(""));
         assert!(!etc_files_bind_mounted("garbage\n1 2\n"));
         assert_eq!(container_env(b"HOME=/\0container=lxc\0TERM=linux\0"), "lxc");
@@ -1121,36 +1164,169 @@ mod tests {
         };
         let cases: Vec<(&str, &str, bool, bool, ContainerMarkers, &str)> = vec![
             // DMI strings (vendor, product) as real guests report them.
-            ("QEMU", "Standard PC (i440FX + PIIX, 1996)", true, false, none.clone(), "qemu"),
+            (
+                "QEMU",
+                "Standard PC (i440FX + PIIX, 1996)",
+                true,
+                false,
+                none.clone(),
+                "qemu",
+            ),
             ("BOCHS_", "BXPC____", false, false, none.clone(), "qemu"),
             ("Red Hat", "KVM", true, false, none.clone(), "kvm"),
-            ("OpenStack Foundation", "OpenStack Nova", true, false, none.clone(), "kvm"),
-            ("Google", "Google Compute Engine", true, false, none.clone(), "kvm"),
+            (
+                "OpenStack Foundation",
+                "OpenStack Nova",
+                true,
+                false,
+                none.clone(),
+                "kvm",
+            ),
+            (
+                "Google",
+                "Google Compute Engine",
+                true,
+                false,
+                none.clone(),
+                "kvm",
+            ),
             ("Amazon EC2", "m5.large", true, false, none.clone(), "kvm"),
             ("Xen", "HVM domU", true, false, none.clone(), "xen"),
-            ("VMware, Inc.", "VMware Virtual Platform", true, false, none.clone(), "vmware"),
-            ("VMware, Inc.", "VMware7,1", true, false, none.clone(), "vmware"),
-            ("innotek GmbH", "VirtualBox", true, false, none.clone(), "virtualbox"),
-            ("Microsoft Corporation", "Virtual Machine", true, false, none.clone(), "hyper-v"),
-            ("Microsoft Corporation", "Surface Pro 7", false, false, none.clone(), "none"),
-            ("Dell Inc.", "PowerEdge R6515", false, false, none.clone(), "none"),
+            (
+                "VMware, Inc.",
+                "VMware Virtual Platform",
+                true,
+                false,
+                none.clone(),
+                "vmware",
+            ),
+            (
+                "VMware, Inc.",
+                "VMware7,1",
+                true,
+                false,
+                none.clone(),
+                "vmware",
+            ),
+            (
+                "innotek GmbH",
+                "VirtualBox",
+                true,
+                false,
+                none.clone(),
+                "virtualbox",
+            ),
+            (
+                "Microsoft Corporation",
+                "Virtual Machine",
+                true,
+                false,
+                none.clone(),
+                "hyper-v",
+            ),
+            (
+                "Microsoft Corporation",
+                "Surface Pro 7",
+                false,
+                false,
+                none.clone(),
+                "none",
+            ),
+            (
+                "Dell Inc.",
+                "PowerEdge R6515",
+                false,
+                false,
+                none.clone(),
+                "none",
+            ),
             // Guest of a hypervisor the strings do not name: can't tell.
-            ("Dell Inc.", "PowerEdge R6515", true, false, none.clone(), ""),
+            (
+                "Dell Inc.",
+                "PowerEdge R6515",
+                true,
+                false,
+                none.clone(),
+                "",
+            ),
             // No DMI: a guest (Firecracker) or an ARM board — can't tell.
             ("", "", true, true, none.clone(), ""),
             ("", "", false, true, none.clone(), ""),
             // This machine: a stale /.dockerenv in a Firecracker VM.
             ("", "", true, true, here, ""),
             // Containers win, also inside a VM.
-            ("QEMU", "Standard PC (Q35 + ICH9, 2009)", true, false, docker, "docker"),
-            ("", "", false, true, m(|c| c.pid1_container_env = "docker".into()), "docker"),
-            ("", "", false, true, m(|c| c.pid1_container_env = "lxc".into()), "lxc"),
-            ("", "", false, true, m(|c| c.pid1_container_env = "systemd-nspawn".into()), "container"),
-            ("", "", false, true, m(|c| c.containerenv = true), "container"),
-            ("", "", false, true, m(|c| c.pid1_cgroup = "12:pids:/docker/3f2a\n".into()), "docker"),
-            ("", "", false, true, m(|c| c.pid1_cgroup = "0::/lxc.payload.web\n".into()), "lxc"),
-            ("", "", false, true, m(|c| c.pid1_cgroup = "0::/kubepods/burstable/pod1\n".into()), "container"),
-            ("", "", false, true, m(|c| c.etc_files_bind_mounted = true), "container"),
+            (
+                "QEMU",
+                "Standard PC (Q35 + ICH9, 2009)",
+                true,
+                false,
+                docker,
+                "docker",
+            ),
+            (
+                "",
+                "",
+                false,
+                true,
+                m(|c| c.pid1_container_env = "docker".into()),
+                "docker",
+            ),
+            (
+                "",
+                "",
+                false,
+                true,
+                m(|c| c.pid1_container_env = "lxc".into()),
+                "lxc",
+            ),
+            (
+                "",
+                "",
+                false,
+                true,
+                m(|c| c.pid1_container_env = "systemd-nspawn".into()),
+                "container",
+            ),
+            (
+                "",
+                "",
+                false,
+                true,
+                m(|c| c.containerenv = true),
+                "container",
+            ),
+            (
+                "",
+                "",
+                false,
+                true,
+                m(|c| c.pid1_cgroup = "12:pids:/docker/3f2a\n".into()),
+                "docker",
+            ),
+            (
+                "",
+                "",
+                false,
+                true,
+                m(|c| c.pid1_cgroup = "0::/lxc.payload.web\n".into()),
+                "lxc",
+            ),
+            (
+                "",
+                "",
+                false,
+                true,
+                m(|c| c.pid1_cgroup = "0::/kubepods/burstable/pod1\n".into()),
+                "container",
+            ),
+            (
+                "",
+                "",
+                false,
+                true,
+                m(|c| c.etc_files_bind_mounted = true),
+                "container",
+            ),
         ];
         for (vendor, product, flag, missing, markers, want) in cases {
             assert_eq!(
@@ -1192,8 +1368,20 @@ mod tests {
         );
         assert_eq!(inv.hostname, "kept");
         assert!(
-            ["kvm", "qemu", "vmware", "hyper-v", "virtualbox", "xen", "docker", "lxc", "container", "none", ""]
-                .contains(&inv.virtualization.as_str())
+            [
+                "kvm",
+                "qemu",
+                "vmware",
+                "hyper-v",
+                "virtualbox",
+                "xen",
+                "docker",
+                "lxc",
+                "container",
+                "none",
+                ""
+            ]
+            .contains(&inv.virtualization.as_str())
         );
         assert!(inv.hardware.is_some());
         if !Path::new(DMI_DIR).exists() {

@@ -6,7 +6,9 @@
 
 pub mod disks;
 mod findings;
+pub mod hardware;
 pub mod mdstat;
+pub mod packages;
 pub mod smart;
 pub mod system;
 
