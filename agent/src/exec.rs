@@ -90,6 +90,15 @@ impl<'a> Cmd<'a> {
             // Its own process group, so a timeout kills its children too.
             cmd.process_group(0);
         }
+        #[cfg(windows)]
+        {
+            // PowerShell and WMI need these to start at all.
+            for var in ["SystemRoot", "windir", "SystemDrive", "ProgramData", "TEMP", "TMP"] {
+                if let Some(v) = std::env::var_os(var) {
+                    cmd.env(var, v);
+                }
+            }
+        }
         let spawn_err = |e: std::io::Error| ExecError::Spawn {
             program: self.program.to_owned(),
             reason: e.to_string(),

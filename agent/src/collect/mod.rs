@@ -9,6 +9,7 @@ mod findings;
 pub mod hardware;
 pub mod mdstat;
 pub mod packages;
+pub mod patches;
 pub mod smart;
 pub mod system;
 
