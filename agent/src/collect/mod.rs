@@ -4,6 +4,7 @@
 //! real output (fixtures in `agent/testdata/<area>/`, each with its
 //! provenance).
 
+pub mod antivirus;
 pub mod disks;
 mod findings;
 pub mod hardware;
