@@ -93,7 +93,14 @@ impl<'a> Cmd<'a> {
         #[cfg(windows)]
         {
             // PowerShell and WMI need these to start at all.
-            for var in ["SystemRoot", "windir", "SystemDrive", "ProgramData", "TEMP", "TMP"] {
+            for var in [
+                "SystemRoot",
+                "windir",
+                "SystemDrive",
+                "ProgramData",
+                "TEMP",
+                "TMP",
+            ] {
                 if let Some(v) = std::env::var_os(var) {
                     cmd.env(var, v);
                 }
@@ -133,6 +140,19 @@ impl<'a> Cmd<'a> {
                 timeout: self.timeout,
             });
         };
+        // A child the tool left in the background can hold the pipes open
+        // after the tool exits; the deadline covers it too.
+        let readers_done = || {
+            out.as_ref().is_none_or(|h| h.is_finished())
+                && err.as_ref().is_none_or(|h| h.is_finished())
+        };
+        while !readers_done() {
+            if start.elapsed() >= self.timeout {
+                kill_group(&mut child);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let (stdout, t1) = out.and_then(|h| h.join().ok()).unwrap_or_default();
         let (stderr, t2) = err.and_then(|h| h.join().ok()).unwrap_or_default();
         Ok(Output {
@@ -230,6 +250,22 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, ExecError::TimedOut { .. }), "{err:?}");
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_background_child_holding_the_pipe_does_not_outlive_the_timeout() {
+        let start = Instant::now();
+        let out = Cmd::new("sh", &["-c", "sleep 30 & echo OK; exit 0"])
+            .timeout(Duration::from_millis(300))
+            .run()
+            .unwrap();
+        assert_eq!(out.code, Some(0));
+        assert_eq!(out.stdout, "OK\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod hardware;
 pub mod mdstat;
 pub mod packages;
 pub mod patches;
+pub mod plugins;
 pub mod smart;
 pub mod system;
 
