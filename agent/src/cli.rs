@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use xunjian_proto::Report;
 
 use crate::collect::SystemCollector;
+use crate::collect::plan::{self, Plan};
 use crate::config::AgentConfig;
 use crate::logging::{self, LogFormat};
 use crate::{EXIT_CONFIG, enroll, runner, signals};
@@ -55,11 +56,15 @@ pub enum Command {
         #[arg(long, env = "XUNJIAN_SERVER_NAME")]
         server_name: Option<String>,
     },
-    /// Collect once and print the report; sends nothing.
+    /// Collect everything once and print the report; sends nothing.
     Check {
         /// Print JSON (the report as it would be sent).
         #[arg(long)]
         json: bool,
+        /// Agent configuration (custom checks, antivirus products, areas);
+        /// defaults apply without it.
+        #[arg(long, short, env = "XUNJIAN_AGENT_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Check a configuration file and exit (64 when it is invalid).
     Validate {
@@ -79,7 +84,15 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => config_error(e),
         },
-        Command::Check { json } => check(json).await,
+        Command::Check { json, config } => {
+            let config = match config.map(|c| AgentConfig::load(&c)).transpose() {
+                Ok(c) => {
+                    c.unwrap_or_else(|| AgentConfig::with_data_dir("/var/lib/xunjian-agent".into()))
+                }
+                Err(e) => return config_error(e),
+            };
+            check(json, config).await
+        }
         Command::Enroll {
             collector,
             token,
@@ -133,8 +146,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn check(json: bool) -> ExitCode {
-    let report = tokio::task::spawn_blocking(|| {
+async fn check(json: bool, config: AgentConfig) -> ExitCode {
+    let report = tokio::task::spawn_blocking(move || {
+        let plan = Plan::from_config(&config);
         let mut c = SystemCollector::new();
         // CPU usage is measured between two refreshes; a one-shot over the
         // 200 ms minimum mostly sees this process starting up.
@@ -142,7 +156,7 @@ async fn check(json: bool) -> ExitCode {
         Report {
             sequence: 0,
             collected_at_unix_ms: chrono::Utc::now().timestamp_millis(),
-            sections: runner::collect_sections(&mut c, true),
+            sections: plan::everything(&mut c, &plan),
             ..Default::default()
         }
     })
@@ -193,7 +207,18 @@ fn print_summary(report: &Report) {
             }
             Some(Kind::Checks(c)) => {
                 for r in &c.results {
-                    println!("{:<32} {:?} {}", r.check_id, r.status(), r.value);
+                    // An unknown carries no value; its reason is the point.
+                    let text = if r.reason.is_empty() {
+                        &r.value
+                    } else {
+                        &r.reason
+                    };
+                    println!(
+                        "{:<40} {:<8} {}",
+                        r.check_id,
+                        format!("{:?}", r.status()),
+                        text
+                    );
                 }
             }
             None => {}

@@ -43,6 +43,12 @@ pub struct AgentConfig {
     pub spool: SpoolConfig,
     #[serde(default)]
     pub collect: CollectConfig,
+    /// Custom checks in the Monitoring Plugins convention (`[[checks]]`).
+    #[serde(default)]
+    pub checks: Vec<crate::collect::plugins::PluginCheck>,
+    /// Other antivirus products to watch (`[[antivirus]]`).
+    #[serde(default)]
+    pub antivirus: Vec<crate::collect::antivirus::GenericAv>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +154,8 @@ impl AgentConfig {
             data_dir,
             spool: SpoolConfig::default(),
             collect: CollectConfig::default(),
+            checks: Vec::new(),
+            antivirus: Vec::new(),
         }
     }
 
@@ -218,6 +226,16 @@ impl AgentConfig {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty".into()));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for c in &self.checks {
+            c.validate().map_err(|reason| invalid("checks", reason))?;
+            if !ids.insert(c.id.as_str()) {
+                return Err(invalid(
+                    "checks",
+                    format!("check id {:?} is used twice", c.id),
+                ));
+            }
         }
         Ok(())
     }

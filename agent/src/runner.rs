@@ -16,6 +16,8 @@ use xunjian_proto::{Hello, Policy, Report, Section, section};
 
 use crate::backoff::Backoff;
 use crate::collect::SystemCollector;
+use crate::collect::plan::{self, Plan};
+use crate::collect::plugins::PluginSchedule;
 use crate::config::AgentConfig;
 use crate::enroll::Credentials;
 use crate::spool::{Spool, SpoolError, SpoolStatus};
@@ -44,6 +46,7 @@ pub struct AgentHandle {
     acked: watch::Receiver<u64>,
     run_now: mpsc::Sender<String>,
     collection: JoinHandle<()>,
+    checks: JoinHandle<()>,
     sender: JoinHandle<()>,
 }
 
@@ -71,6 +74,7 @@ impl AgentHandle {
     /// Waits for both loops to end (after the shutdown token is cancelled).
     pub async fn wait(self) {
         let _ = self.collection.await;
+        let _ = self.checks.await;
         let _ = self.sender.await;
         tracing::info!("agent stopped");
     }
@@ -120,6 +124,16 @@ pub async fn start(
         )
         .instrument(tracing::info_span!("collect", agent = %agent_id)),
     );
+    let checks = tokio::spawn(
+        checks_loop(
+            agent_id,
+            spool.clone(),
+            new_data.clone(),
+            config.clone(),
+            stop.clone(),
+        )
+        .instrument(tracing::info_span!("checks", agent = %agent_id)),
+    );
     let link = Link {
         spool: spool.clone(),
         new_data,
@@ -137,6 +151,7 @@ pub async fn start(
         acked: acked_rx,
         run_now: run_now_tx,
         collection,
+        checks,
         sender,
     })
 }
@@ -157,6 +172,7 @@ async fn collection_loop(
             return;
         }
     };
+    let plan = Arc::new(Plan::from_config(&config));
     let mut metrics_every = config.collect.metrics_interval;
     let mut inventory_every = config.collect.inventory_interval;
     let mut ticker = tokio::time::interval(metrics_every);
@@ -182,11 +198,26 @@ async fn collection_loop(
                 continue;
             }
         };
+        let run_now = !request_id.is_empty();
         let with_inventory =
-            !request_id.is_empty() || last_inventory.is_none_or(|t| t.elapsed() >= inventory_every);
-        let (c, s) = (collector.clone(), spool.clone());
+            !run_now && last_inventory.is_none_or(|t| t.elapsed() >= inventory_every);
+        let (c, s, p) = (collector.clone(), spool.clone(), plan.clone());
         let result = tokio::task::spawn_blocking(move || {
-            collect_into_spool(agent_id, &c, &s, with_inventory, request_id)
+            let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+            let sections = if run_now {
+                // One report with everything, answering the collector.
+                plan::everything(&mut c, &p)
+            } else {
+                let mut sections = plan::sections(plan::fast(&mut c, &p));
+                if with_inventory {
+                    sections.push(Section {
+                        kind: Some(section::Kind::Inventory(plan::inventory(&mut c, &p))),
+                    });
+                }
+                sections
+            };
+            drop(c);
+            spool_report(agent_id, &s, sections, request_id)
         })
         .await;
         match result {
@@ -194,7 +225,7 @@ async fn collection_loop(
                 if with_inventory {
                     last_inventory = Some(Instant::now());
                 }
-                tracing::debug!(sequence = seq, "report spooled");
+                tracing::debug!(sequence = seq, run_now, "report spooled");
                 new_data.notify_one();
             }
             Ok(Err(e)) => tracing::error!(error = %e, "cannot write the report to the spool"),
@@ -204,18 +235,75 @@ async fn collection_loop(
     tracing::debug!("collection stopped");
 }
 
-/// Collects one report and appends it to the spool; returns its sequence.
-fn collect_into_spool(
+/// The periodic checks, package queries and custom checks, each on its own
+/// interval and in its own blocking task, so none delays the fast cycle.
+async fn checks_loop(
     agent_id: Uuid,
-    collector: &Mutex<SystemCollector>,
+    spool: Arc<Mutex<Spool>>,
+    new_data: Arc<Notify>,
+    config: AgentConfig,
+    stop: CancellationToken,
+) {
+    let plan = Arc::new(Plan::from_config(&config));
+    let schedule = Arc::new(Mutex::new(PluginSchedule::new(&plan.plugins)));
+    let mut checks = tokio::time::interval(config.collect.checks_interval);
+    let mut slow = tokio::time::interval(config.collect.patches_interval);
+    // Custom checks carry their own intervals; look for due ones every second.
+    let mut plugins = tokio::time::interval(Duration::from_secs(1));
+    for t in [&mut checks, &mut slow, &mut plugins] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        let job: Job = tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = checks.tick() => Job::Checks,
+            _ = slow.tick() => Job::Patches,
+            _ = plugins.tick() => Job::Plugins,
+        };
+        let (p, s, sched) = (plan.clone(), spool.clone(), schedule.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let findings = match job {
+                Job::Checks => plan::checks(&p),
+                Job::Patches => plan::slow(&p),
+                Job::Plugins => {
+                    let mut sched = sched.lock().unwrap_or_else(|e| e.into_inner());
+                    plan::due_plugins(&p, &mut sched, std::time::Instant::now())
+                }
+            };
+            let sections = plan::sections(findings);
+            if sections.is_empty() {
+                return Ok(None);
+            }
+            spool_report(agent_id, &s, sections, String::new()).map(Some)
+        })
+        .await;
+        match result {
+            Ok(Ok(Some(seq))) => {
+                tracing::debug!(sequence = seq, ?job, "checks report spooled");
+                new_data.notify_one();
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the report to the spool"),
+            Err(e) => tracing::error!(error = %e, "checks task failed"),
+        }
+    }
+    tracing::debug!("checks stopped");
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Checks,
+    Patches,
+    Plugins,
+}
+
+/// Appends one report with these sections to the spool; returns its sequence.
+fn spool_report(
+    agent_id: Uuid,
     spool: &Mutex<Spool>,
-    with_inventory: bool,
+    sections: Vec<Section>,
     run_now_request_id: String,
 ) -> Result<u64, SpoolError> {
-    let sections = {
-        let mut c = collector.lock().unwrap_or_else(|p| p.into_inner());
-        collect_sections(&mut c, with_inventory)
-    };
     let collected_at_unix_ms = chrono::Utc::now().timestamp_millis();
     let mut spool = transport::lock(spool);
     let status = spool.status();
@@ -230,19 +318,6 @@ fn collect_into_spool(
         }
         .encode_to_vec()
     })
-}
-
-/// The sections of one report.
-pub fn collect_sections(c: &mut SystemCollector, with_inventory: bool) -> Vec<Section> {
-    let mut sections = vec![Section {
-        kind: Some(section::Kind::Metrics(c.metrics())),
-    }];
-    if with_inventory {
-        sections.push(Section {
-            kind: Some(section::Kind::Inventory(c.inventory())),
-        });
-    }
-    sections
 }
 
 async fn sender_loop(config: AgentConfig, creds: Credentials, link: Link, stop: CancellationToken) {

@@ -108,11 +108,14 @@ pub async fn enroll_agent(collector_data: &Path, url: &str, agent_dir: &Path) ->
         .expect("enrollment succeeds")
 }
 
-/// An agent configuration for tests: small spool, the given interval.
+/// An agent configuration for tests: small spool, the given interval, only
+/// the `system` area (so every report is one the test asked for; the other
+/// areas have tests of their own).
 pub fn agent_config(agent_dir: &Path, url: &str, interval: Duration) -> AgentConfig {
     let mut c = AgentConfig::with_data_dir(agent_dir.to_owned());
     c.collector = Some(url.to_owned());
     c.collect.metrics_interval = interval;
+    c.collect.areas = vec!["system".into()];
     c.spool.max_bytes = 16 * 1024 * 1024;
     c
 }
@@ -283,7 +286,7 @@ pub fn write_agent_toml(path: &Path, agent_dir: &Path, url: &str, interval: &str
     std::fs::write(
         path,
         format!(
-            "collector = \"{url}\"\ndata_dir = \"{}\"\n[collect]\nmetrics_interval = \"{interval}\"\n",
+            "collector = \"{url}\"\ndata_dir = \"{}\"\n[collect]\nmetrics_interval = \"{interval}\"\nareas = [\"system\"]\n",
             agent_dir.display()
         ),
     )

@@ -673,3 +673,82 @@ fn bad_config_files_are_rejected_naming_the_problem_and_change_nothing() {
         Some(0)
     );
 }
+
+#[tokio::test]
+async fn run_now_from_the_collector_brings_one_report_with_every_area() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let url = collector.url();
+    let agent_dir = dir.path().join("agent");
+    let creds = enroll_agent(&data, &url, &agent_dir).await;
+    let mut config = agent_config(&agent_dir, &url, HOUR);
+    // Everything but the slow package-manager query and the periodic loop
+    // (which would add reports of its own at start).
+    config.collect.areas = [
+        "system",
+        "disks",
+        "services",
+        "antivirus",
+        "baseline",
+        "smart",
+        "inventory",
+    ]
+    .map(String::from)
+    .to_vec();
+    config.collect.checks_interval = Duration::from_secs(86_400);
+    let agent = TestAgent::start(&config).await;
+    agent.wait_acked(1).await;
+
+    let sessions = collector.collector().sessions();
+    wait_until("the agent's stream to be registered", || {
+        sessions.connected().contains(&creds.agent_id)
+    })
+    .await;
+    assert!(sessions.run_now(creds.agent_id, "inspection-42"));
+    let conn = db(&data);
+    let query = format!(
+        "SELECT sequence FROM reports WHERE agent_id = '{}' AND run_now_request_id = 'inspection-42'",
+        creds.agent_id
+    );
+    wait_until("the run-now report to be stored", || {
+        conn.query_row(&query, [], |r| r.get::<_, i64>(0)).is_ok()
+    })
+    .await;
+    let seq: i64 = conn.query_row(&query, [], |r| r.get(0)).unwrap();
+    let checks = |prefix: &str| {
+        count(
+            &conn,
+            &format!(
+                "SELECT count(*) FROM check_results WHERE agent_id = '{}' AND sequence = {seq} AND check_id LIKE '{prefix}%'",
+                creds.agent_id
+            ),
+        )
+    };
+    for prefix in ["baseline.", "av.", "disk.smart.", "service.", "time."] {
+        assert!(
+            checks(prefix) > 0,
+            "no {prefix} check results in the run-now report"
+        );
+    }
+    // Nothing that could not be judged is stored as ok: unknown carries a reason.
+    let unexplained = count(
+        &conn,
+        &format!(
+            "SELECT count(*) FROM check_results WHERE agent_id = '{}' AND status = 'unknown' AND reason = ''",
+            creds.agent_id
+        ),
+    );
+    assert_eq!(unexplained, 0);
+    // The inventory of that report carries hardware and packages.
+    let packages: i64 = conn
+        .query_row(
+            "SELECT json_array_length(body, '$.packages') FROM inventory_snapshots WHERE agent_id = ?1 ORDER BY snapshot_id DESC LIMIT 1",
+            [creds.agent_id.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(packages > 100, "only {packages} packages in the inventory");
+    agent.stop().await;
+    collector.stop().await;
+}

@@ -5,13 +5,16 @@
 //! provenance).
 
 pub mod antivirus;
+pub mod baseline;
 pub mod disks;
 mod findings;
 pub mod hardware;
 pub mod mdstat;
 pub mod packages;
 pub mod patches;
+pub mod plan;
 pub mod plugins;
+pub mod services;
 pub mod smart;
 pub mod system;
 

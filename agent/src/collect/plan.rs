@@ -16,47 +16,68 @@ use std::time::Instant;
 use xunjian_proto::{CheckResults, Inventory, MetricBatch, Section, section};
 
 use super::plugins::{PluginCheck, PluginSchedule};
-use super::{Findings, SystemCollector, antivirus, baseline, disks, hardware, mdstat, packages, patches, services, smart};
-use crate::config::AgentConfig;
+use super::{
+    Findings, SystemCollector, antivirus, baseline, disks, hardware, mdstat, packages, patches,
+    services, smart,
+};
+use crate::config::{AgentConfig, CollectConfig};
 
-/// What the checks rhythm needs from the configuration.
+/// What the areas need from the configuration.
 #[derive(Debug, Clone)]
-pub struct ChecksPlan {
+pub struct Plan {
+    pub collect: CollectConfig,
     pub plugins: Vec<PluginCheck>,
     pub antivirus: Vec<antivirus::GenericAv>,
 }
 
-impl ChecksPlan {
+impl Plan {
     pub fn from_config(config: &AgentConfig) -> Self {
         Self {
+            collect: config.collect.clone(),
             plugins: config.checks.clone(),
             antivirus: config.antivirus.clone(),
         }
     }
+
+    fn has(&self, area: &str) -> bool {
+        self.collect.has(area)
+    }
 }
 
+/// Processes listed in the top-processes view, by CPU and by memory.
+const TOP_PROCESSES: usize = 5;
+
 /// The fast cycle's findings.
-pub fn fast(sys: &mut SystemCollector) -> Findings {
-    let mut f = Findings {
-        metrics: sys.metrics().metrics,
-        checks: Vec::new(),
-    };
-    let mounts: Vec<(String, String, String)> = sys
-        .filesystems()
-        .into_iter()
-        .map(|m| (m.mount_point, m.device, m.fs_type))
-        .collect();
-    f.extend(disks::inode_metrics(&mounts));
-    f.extend(mdstat::collect());
-    f.metrics.extend(services::top_processes(&sys.processes(), 5));
+pub fn fast(sys: &mut SystemCollector, plan: &Plan) -> Findings {
+    let mut f = Findings::default();
+    if plan.has("system") {
+        f.metrics = sys.metrics().metrics;
+    }
+    if plan.has("disks") {
+        let mounts: Vec<(String, String, String)> = sys
+            .filesystems()
+            .into_iter()
+            .map(|m| (m.mount_point, m.device, m.fs_type))
+            .collect();
+        f.extend(disks::inode_metrics(&mounts));
+        f.extend(mdstat::collect());
+    }
+    if plan.has("services") {
+        f.metrics
+            .extend(services::top_processes(&sys.processes(), TOP_PROCESSES));
+    }
     f
 }
 
-/// The inventory: what sysinfo knows plus hardware, block devices and
-/// installed packages. A package list that could not be read is logged and
-/// left empty in this snapshot's field.
-pub fn inventory(sys: &mut SystemCollector) -> Inventory {
+/// The inventory: the host's identity (always: the fleet view needs it) plus,
+/// with the `inventory` area, hardware, block devices and installed
+/// packages. A package list that could not be read is logged and left empty
+/// in this snapshot.
+pub fn inventory(sys: &mut SystemCollector, plan: &Plan) -> Inventory {
     let mut inv = sys.inventory();
+    if !plan.has("inventory") {
+        return inv;
+    }
     hardware::collect_into(&mut inv);
     inv.block_devices = disks::block_devices();
     match packages::collect() {
@@ -67,22 +88,38 @@ pub fn inventory(sys: &mut SystemCollector) -> Inventory {
 }
 
 /// The checks rhythm: services, antivirus, baseline, SMART.
-pub fn checks(plan: &ChecksPlan) -> Findings {
-    let mut f = services::collect();
-    f.extend(antivirus::collect(&plan.antivirus, chrono::Utc::now()));
-    f.extend(baseline::collect());
-    f.extend(smart::collect());
+pub fn checks(plan: &Plan) -> Findings {
+    let mut f = Findings::default();
+    if plan.has("services") {
+        f.extend(services::collect());
+    }
+    if plan.has("antivirus") {
+        f.extend(antivirus::collect(&plan.antivirus, chrono::Utc::now()));
+    }
+    if plan.has("baseline") {
+        f.extend(baseline::collect());
+    }
+    if plan.has("smart") {
+        f.extend(smart::collect());
+    }
     f
 }
 
 /// The slow rhythm: package managers.
-pub fn slow() -> Findings {
-    patches::collect()
+pub fn slow(plan: &Plan) -> Findings {
+    if plan.has("patches") {
+        patches::collect()
+    } else {
+        Findings::default()
+    }
 }
 
 /// Custom checks that are due now.
-pub fn due_plugins(plan: &ChecksPlan, schedule: &mut PluginSchedule, now: Instant) -> Findings {
+pub fn due_plugins(plan: &Plan, schedule: &mut PluginSchedule, now: Instant) -> Findings {
     let mut f = Findings::default();
+    if !plan.has("plugins") {
+        return f;
+    }
     for i in schedule.due(now) {
         if let Some(check) = plan.plugins.get(i) {
             f.extend(super::plugins::run_check(check));
@@ -92,16 +129,18 @@ pub fn due_plugins(plan: &ChecksPlan, schedule: &mut PluginSchedule, now: Instan
 }
 
 /// Everything, for RunNow and `check`.
-pub fn everything(sys: &mut SystemCollector, plan: &ChecksPlan) -> Vec<Section> {
-    let mut f = fast(sys);
+pub fn everything(sys: &mut SystemCollector, plan: &Plan) -> Vec<Section> {
+    let mut f = fast(sys, plan);
     f.extend(checks(plan));
-    f.extend(slow());
-    for check in &plan.plugins {
-        f.extend(super::plugins::run_check(check));
+    f.extend(slow(plan));
+    if plan.has("plugins") {
+        for check in &plan.plugins {
+            f.extend(super::plugins::run_check(check));
+        }
     }
     let mut sections = sections(f);
     sections.push(Section {
-        kind: Some(section::Kind::Inventory(inventory(sys))),
+        kind: Some(section::Kind::Inventory(inventory(sys, plan))),
     });
     sections
 }

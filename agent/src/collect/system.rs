@@ -213,7 +213,7 @@ impl SystemCollector {
 
     /// Running processes as (pid, name, CPU % since the last call, resident
     /// bytes), for the top-processes view.
-    pub fn processes(&mut self) -> Vec<(u32, String, f32, u64)> {
+    pub fn processes(&mut self) -> Vec<(u32, String, f64, u64)> {
         self.sys.refresh_processes_specifics(
             ProcessesToUpdate::All,
             true,
@@ -226,7 +226,7 @@ impl SystemCollector {
                 (
                     p.pid().as_u32(),
                     p.name().to_string_lossy().into_owned(),
-                    p.cpu_usage(),
+                    f64::from(p.cpu_usage()),
                     p.memory(),
                 )
             })
