@@ -617,7 +617,9 @@ pub fn collect() -> Findings {
 
 fn collect_device(name: &str, dtype: Option<&str>) -> Findings {
     let dtype = dtype.filter(|t| !t.is_empty());
-    let mut args = vec!["--json", "-a"];
+    // `-n standby`: never spin up a sleeping disk just to read it; that is
+    // reported as unknown ("low-power mode") until it is awake.
+    let mut args = vec!["--json", "-a", "-n", "standby"];
     if let Some(t) = dtype {
         args.extend(["-d", t]);
     }
