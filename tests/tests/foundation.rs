@@ -521,6 +521,12 @@ async fn sigkilled_agent_recovers_its_spool_and_delivery_resumes_without_gaps() 
     collector.stop().await;
 }
 
+fn toml_check(text: &str) -> xunjian_agent::collect::plugins::PluginCheck {
+    let check: xunjian_agent::collect::plugins::PluginCheck = toml::from_str(text).unwrap();
+    check.validate().unwrap();
+    check
+}
+
 /// An AgentMessage look-alike whose field 1 (hello) has the wrong wire type:
 /// it cannot be decoded as an AgentMessage.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -692,11 +698,17 @@ async fn run_now_from_the_collector_brings_one_report_with_every_area() {
         "antivirus",
         "baseline",
         "smart",
+        "plugins",
         "inventory",
     ]
     .map(String::from)
     .to_vec();
     config.collect.checks_interval = Duration::from_secs(86_400);
+    // A real Monitoring Plugin (CI installs monitoring-plugins-basic); its
+    // schedule is a day, so only the start and the RunNow run it.
+    config.checks = vec![toml_check(
+        "id = \"root_disk\"\ncommand = [\"/usr/lib/nagios/plugins/check_disk\", \"-w\", \"1%\", \"-c\", \"1%\", \"-p\", \"/\"]\ninterval = \"24h\"\ntimeout = \"30s\"\n",
+    )];
     let agent = TestAgent::start(&config).await;
     agent.wait_acked(1).await;
 
@@ -725,7 +737,14 @@ async fn run_now_from_the_collector_brings_one_report_with_every_area() {
             ),
         )
     };
-    for prefix in ["baseline.", "av.", "disk.smart.", "service.", "time."] {
+    for prefix in [
+        "baseline.",
+        "av.",
+        "disk.smart.",
+        "service.",
+        "time.",
+        "custom.root_disk",
+    ] {
         assert!(
             checks(prefix) > 0,
             "no {prefix} check results in the run-now report"
@@ -740,6 +759,18 @@ async fn run_now_from_the_collector_brings_one_report_with_every_area() {
         ),
     );
     assert_eq!(unexplained, 0);
+    // The plugin's performance data became metrics.
+    let plugin_samples = count(
+        &conn,
+        &format!(
+            "SELECT count(*) FROM metric_samples WHERE agent_id = '{}' AND sequence = {seq} AND name LIKE 'custom.root_disk.%'",
+            creds.agent_id
+        ),
+    );
+    assert!(
+        plugin_samples > 0,
+        "check_disk perfdata did not become metrics"
+    );
     // The inventory of that report carries hardware and packages.
     let packages: i64 = conn
         .query_row(
@@ -751,4 +782,37 @@ async fn run_now_from_the_collector_brings_one_report_with_every_area() {
     assert!(packages > 100, "only {packages} packages in the inventory");
     agent.stop().await;
     collector.stop().await;
+}
+
+#[test]
+fn check_json_shows_every_area_and_sends_nothing() {
+    let out = std::process::Command::new(HARNESS)
+        .args(["agent", "check", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = report.to_string();
+    for needle in [
+        "\"cpu.usage_pct\"",
+        "\"fs.used_pct\"",
+        "\"fs.inodes_used_pct\"",
+        "\"proc.rss_bytes\"",
+        "\"disk.smart.health",
+        "\"patch.pending\"",
+        "\"patch.security_pending\"",
+        "\"av.status\"",
+        "\"baseline.firewall.active\"",
+        "\"baseline.accounts.uid0\"",
+        "\"service.failed_units\"",
+        "\"time.sync\"",
+        "\"packages\"",
+        "\"interfaces\"",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from check --json");
+    }
 }
