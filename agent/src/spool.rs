@@ -489,6 +489,42 @@ impl Spool {
         Ok(())
     }
 
+    /// The collector has already stored this agent's sequences up to `seq`, but this spool
+    /// numbers below that: its directory was wiped or its metadata lost. Reports still held here
+    /// cannot be delivered under their numbers (the collector would take them for replays), so
+    /// they are counted as dropped, not lost silently, and numbering continues after `seq`.
+    /// Returns how many records were dropped.
+    pub fn skip_to(&mut self, seq: u64) -> Result<u64, SpoolError> {
+        if seq <= self.meta.last_seq {
+            return Ok(0);
+        }
+        let status = self.status();
+        let meta = Meta {
+            acked_seq: seq,
+            last_seq: seq,
+            dropped_reports_total: self.meta.dropped_reports_total + status.pending_reports,
+            dropped_bytes_total: self.meta.dropped_bytes_total + status.pending_bytes,
+        };
+        write_meta(&self.dir, &meta)?;
+        self.meta = meta;
+        while let Some(front) = self.segments.front() {
+            remove_file(&front.path)?;
+            if let Some(segment) = self.segments.pop_front() {
+                self.total_bytes -= segment.bytes;
+            }
+        }
+        self.writer = None;
+        sync_dir(&self.dir)?;
+        if status.pending_reports > 0 {
+            warn!(
+                dropped = status.pending_reports,
+                skipped_to = seq,
+                "spool: numbering was behind the collector's; pending reports counted as dropped"
+            );
+        }
+        Ok(status.pending_reports)
+    }
+
     pub fn status(&self) -> SpoolStatus {
         let (pending_reports, pending_bytes) = self
             .segments
@@ -1131,6 +1167,32 @@ mod tests {
         assert!(spool.read_after(0, 10).unwrap().is_empty());
         assert_eq!(spool.append(|s| payload(s, 10)).unwrap(), 6);
         assert_eq!(seqs(&spool.read_after(0, 10).unwrap()), vec![6]);
+    }
+
+    #[test]
+    fn skip_to_continues_after_the_collectors_sequence_and_counts_what_it_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path(), 1024 * 1024).unwrap();
+        for i in 0..3 {
+            spool.append(|s| payload(s, 10 + i)).unwrap();
+        }
+        assert_eq!(
+            spool.skip_to(2).unwrap(),
+            0,
+            "behind our own numbering: nothing to do"
+        );
+        assert_eq!(spool.skip_to(500).unwrap(), 3);
+        let st = spool.status();
+        assert_eq!(
+            (st.acked_seq, st.last_seq, st.pending_reports),
+            (500, 500, 0)
+        );
+        assert_eq!(st.dropped_reports_total, 3);
+        assert_eq!(spool.append(|s| payload(s, 5)).unwrap(), 501);
+        drop(spool);
+        let (spool, _) = Spool::open(dir.path(), 1024 * 1024).unwrap();
+        assert_eq!(seqs(&spool.read_after(0, 10).unwrap()), vec![501]);
+        assert_eq!(spool.status().dropped_reports_total, 3);
     }
 
     #[test]

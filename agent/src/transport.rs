@@ -203,6 +203,28 @@ async fn handle(link: &Link, message: xunjian_proto::CollectorMessage) -> Result
             tracing::debug!(metrics_interval_s = p.metrics_interval_s, "policy received");
             link.policy.send_replace(Some(p));
         }
+        Some(collector_message::Kind::Resume(r)) => {
+            let spool = link.spool.clone();
+            let seq = r.last_stored_sequence;
+            let dropped = tokio::task::spawn_blocking(move || lock(&spool).skip_to(seq))
+                .await
+                .map_err(|_| StreamError::Closed)??;
+            if dropped > 0 {
+                tracing::error!(
+                    dropped,
+                    last_stored = seq,
+                    "spool numbering was behind the collector's (spool wiped?); continuing after it"
+                );
+            }
+            let acked = lock(&link.spool).status().acked_seq;
+            link.acked.send_if_modified(|cur| {
+                let newer = acked > *cur;
+                if newer {
+                    *cur = acked;
+                }
+                newer
+            });
+        }
         Some(collector_message::Kind::RunNow(r)) => {
             if link.run_now.try_send(r.request_id).is_err() {
                 tracing::debug!("a run-now collection is already pending");

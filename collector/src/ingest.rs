@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use uuid::Uuid;
 use xunjian_proto::{
-    AgentMessage, CollectorMessage, EnrollRequest, EnrollResponse, Policy, Report, RunNow,
+    AgentMessage, CollectorMessage, EnrollRequest, EnrollResponse, Policy, Report, Resume, RunNow,
     agent_message, collector_message, enrollment_server, ingest_server, section,
 };
 
@@ -316,19 +316,31 @@ async fn session(
         return;
     }
     tracing::info!(version = %hello.agent_version, backlog = hello.spool.map(|s| s.pending_reports).unwrap_or(0), "agent connected");
-    if let Err(e) = shared
+    let last_stored = match shared
         .writer
         .hello(agent, hello, shared.clock.now_ms())
         .await
     {
-        let _ = tx.send(Err(write_status(&e))).await;
-        return;
-    }
-    let policy = CollectorMessage {
-        kind: Some(collector_message::Kind::Policy(shared.policy.clone())),
+        Ok(last) => last,
+        Err(e) => {
+            let _ = tx.send(Err(write_status(&e))).await;
+            return;
+        }
     };
-    if tx.send(Ok(policy)).await.is_err() {
-        return;
+    let greeting = [
+        collector_message::Kind::Resume(Resume {
+            last_stored_sequence: last_stored,
+        }),
+        collector_message::Kind::Policy(shared.policy.clone()),
+    ];
+    for kind in greeting {
+        if tx
+            .send(Ok(CollectorMessage { kind: Some(kind) }))
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
     shared.sessions.insert(agent, tx.clone());
 

@@ -816,3 +816,44 @@ fn check_json_shows_every_area_and_sends_nothing() {
         assert!(text.contains(needle), "{needle} missing from check --json");
     }
 }
+
+#[tokio::test]
+async fn an_agent_whose_spool_was_wiped_continues_after_the_collectors_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let url = collector.url();
+    let agent_dir = dir.path().join("agent");
+    let creds = enroll_agent(&data, &url, &agent_dir).await;
+    let config = agent_config(&agent_dir, &url, HOUR);
+    let agent = TestAgent::start(&config).await;
+    agent.wait_acked(1).await;
+    for _ in 0..2 {
+        let seq = agent.collect_one().await;
+        agent.wait_acked(seq).await;
+    }
+    agent.stop().await;
+
+    // An operator frees space by deleting the spool, keeping the credentials.
+    std::fs::remove_dir_all(agent_dir.join("spool")).unwrap();
+    let agent = TestAgent::start(&config).await;
+    // The collector says it has 3; the agent numbers on from there.
+    wait_until("the agent to skip past the collector's sequence", || {
+        agent.acked() >= 3
+    })
+    .await;
+    let seq = agent.collect_one().await;
+    assert!(seq > 3, "numbering restarted at {seq}");
+    agent.wait_acked(seq).await;
+    let conn = db(&data);
+    assert!(
+        stored_sequences(&conn, creds.agent_id).contains(&seq),
+        "the new report was taken for a replay"
+    );
+    // A report spooled before the Resume arrived could not be delivered under
+    // its number: it is counted as dropped, never lost silently.
+    let dropped = agent.handle.spool_status().dropped_reports_total;
+    assert!(dropped <= 1);
+    agent.stop().await;
+    collector.stop().await;
+}

@@ -66,7 +66,7 @@ enum Job {
         agent_id: Uuid,
         hello: Hello,
         at_ms: i64,
-        done: Reply<()>,
+        done: Reply<u64>,
     },
     Enroll {
         secret: String,
@@ -136,8 +136,9 @@ impl WriterHandle {
         rx
     }
 
-    /// Records a Hello (agent version, spool state, last seen).
-    pub async fn hello(&self, agent_id: Uuid, hello: Hello, at_ms: i64) -> Result<(), WriteError> {
+    /// Records a Hello (agent version, spool state, last seen); returns the
+    /// highest sequence stored for the agent.
+    pub async fn hello(&self, agent_id: Uuid, hello: Hello, at_ms: i64) -> Result<u64, WriteError> {
         let (done, rx) = oneshot::channel();
         let _ = self
             .tx
@@ -175,7 +176,7 @@ impl WriterHandle {
 /// A job's result, held until the transaction commits.
 enum Outcome {
     Report(Reply<Stored>, Result<Stored, WriteError>),
-    Hello(Reply<()>, Result<(), WriteError>),
+    Hello(Reply<u64>, Result<u64, WriteError>),
     Enroll(
         Reply<Result<String, TokenRefusal>>,
         Result<Result<String, TokenRefusal>, WriteError>,
@@ -362,7 +363,7 @@ fn store_hello(
     agent_id: Uuid,
     hello: &Hello,
     at_ms: i64,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<u64> {
     let spool = hello.spool.unwrap_or_default();
     conn.prepare_cached(
         "UPDATE agents SET agent_version = ?2, last_seen_at = ?3, spool_pending_reports = ?4,
@@ -378,7 +379,10 @@ fn store_hello(
         clamp_i64(spool.dropped_reports_total),
         clamp_i64(spool.dropped_bytes_total)
     ])?;
-    Ok(())
+    let last: i64 = conn
+        .prepare_cached("SELECT last_sequence FROM agents WHERE agent_id = ?1")?
+        .query_row([agent_id.to_string()], |r| r.get(0))?;
+    Ok(u64::try_from(last).unwrap_or(0))
 }
 
 fn store_report(
