@@ -118,7 +118,7 @@ pub async fn start(
             spool.clone(),
             new_data.clone(),
             config.clone(),
-            policy_rx,
+            policy_rx.clone(),
             run_now_rx,
             stop.clone(),
         )
@@ -130,6 +130,7 @@ pub async fn start(
             spool.clone(),
             new_data.clone(),
             config.clone(),
+            policy_rx.clone(),
             stop.clone(),
         )
         .instrument(tracing::info_span!("checks", agent = %agent_id)),
@@ -201,7 +202,13 @@ async fn collection_loop(
         let run_now = !request_id.is_empty();
         let with_inventory =
             !run_now && last_inventory.is_none_or(|t| t.elapsed() >= inventory_every);
-        let (c, s, p) = (collector.clone(), spool.clone(), plan.clone());
+        let enabled = policy
+            .borrow()
+            .as_ref()
+            .map(|p| p.enabled_collectors.clone())
+            .unwrap_or_default();
+        let p = Arc::new(plan.restricted_to(&enabled));
+        let (c, s) = (collector.clone(), spool.clone());
         let result = tokio::task::spawn_blocking(move || {
             let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
             let sections = if run_now {
@@ -242,6 +249,7 @@ async fn checks_loop(
     spool: Arc<Mutex<Spool>>,
     new_data: Arc<Notify>,
     config: AgentConfig,
+    policy: watch::Receiver<Option<Policy>>,
     stop: CancellationToken,
 ) {
     let plan = Arc::new(Plan::from_config(&config));
@@ -260,7 +268,13 @@ async fn checks_loop(
             _ = slow.tick() => Job::Patches,
             _ = plugins.tick() => Job::Plugins,
         };
-        let (p, s, sched) = (plan.clone(), spool.clone(), schedule.clone());
+        let enabled = policy
+            .borrow()
+            .as_ref()
+            .map(|p| p.enabled_collectors.clone())
+            .unwrap_or_default();
+        let p = Arc::new(plan.restricted_to(&enabled));
+        let (s, sched) = (spool.clone(), schedule.clone());
         let result = tokio::task::spawn_blocking(move || {
             let findings = match job {
                 Job::Checks => plan::checks(&p),

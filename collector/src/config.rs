@@ -80,6 +80,10 @@ pub struct PolicyConfig {
     pub metrics_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub inventory_interval: Option<Duration>,
+    /// Collection areas agents may run (they never run more than their own
+    /// config allows); empty = no restriction.
+    #[serde(default)]
+    pub areas: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -203,6 +207,19 @@ impl CollectorConfig {
                 ));
             }
         }
+        if let Some(bad) = p
+            .areas
+            .iter()
+            .find(|a| !xunjian_agent::config::AREAS.contains(&a.as_str()))
+        {
+            return Err(invalid(
+                "policy.areas",
+                format!(
+                    "unknown area {bad:?}; known: {}",
+                    xunjian_agent::config::AREAS.join(", ")
+                ),
+            ));
+        }
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(invalid("storage.data_dir", "must not be empty".into()));
         }
@@ -263,6 +280,24 @@ mod tests {
     }
 
     #[test]
+    fn policy_areas_are_checked_against_the_agents_areas() {
+        let msg = parse("[policy]\nareas = [\"smrt\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("policy.areas") && msg.contains("smrt"),
+            "{msg}"
+        );
+        assert_eq!(
+            parse("[policy]\nareas = [\"system\"]\n")
+                .unwrap()
+                .policy
+                .areas,
+            vec!["system"]
+        );
+    }
+
+    #[test]
     fn unknown_field_is_named() {
         let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
         let msg = err.to_string();
@@ -276,6 +311,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("policy.metrics_interval"), "{msg}");
+        let msg = parse("[policy]\nareas = [\"smrt\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("policy.areas"), "{msg}");
         let msg = parse("[server]\nmax_message_bytes = 10\n")
             .unwrap_err()
             .to_string();

@@ -71,7 +71,7 @@ impl Collector {
         let policy = Policy {
             metrics_interval_s: config.policy.metrics_interval.map_or(0, secs),
             inventory_interval_s: config.policy.inventory_interval.map_or(0, secs),
-            enabled_collectors: Vec::new(),
+            enabled_collectors: config.policy.areas.clone(),
         };
         let shared = Shared::new(
             writer_handle,

@@ -42,6 +42,17 @@ impl Plan {
     fn has(&self, area: &str) -> bool {
         self.collect.has(area)
     }
+
+    /// This plan narrowed to the areas a collector policy enables. The
+    /// policy can switch local areas off, never on: an empty list means no
+    /// restriction.
+    pub fn restricted_to(&self, enabled: &[String]) -> Plan {
+        let mut plan = self.clone();
+        if !enabled.is_empty() {
+            plan.collect.areas.retain(|a| enabled.contains(a));
+        }
+        plan
+    }
 }
 
 /// Processes listed in the top-processes view, by CPU and by memory.
@@ -159,4 +170,19 @@ pub fn sections(f: Findings) -> Vec<Section> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_narrows_the_areas_but_never_widens_them() {
+        let mut config = AgentConfig::with_data_dir("/tmp".into());
+        config.collect.areas = vec!["system".into(), "smart".into()];
+        let plan = Plan::from_config(&config);
+        let narrowed = plan.restricted_to(&["smart".into(), "patches".into()]);
+        assert_eq!(narrowed.collect.areas, vec!["smart".to_string()]);
+        assert_eq!(plan.restricted_to(&[]).collect.areas, plan.collect.areas);
+    }
 }
