@@ -4,6 +4,7 @@
 //!
 //! Times are stored as UTC milliseconds since the epoch (INTEGER).
 
+pub mod incidents;
 pub mod queries;
 pub mod writer;
 
@@ -166,6 +167,51 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX config_changes_by_agent ON config_changes (agent_id, collected_at);
     CREATE INDEX config_changes_by_time ON config_changes (collected_at);
+    "#,
+    // 3: incidents raised by the rules, and their append-only history.
+    r#"
+    CREATE TABLE incidents (
+        incident_id INTEGER PRIMARY KEY,
+        rule_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        incident_key TEXT NOT NULL,
+        severity TEXT NOT NULL CHECK (severity IN ('I', 'II', 'III', 'IV')),
+        title TEXT NOT NULL,
+        description TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved', 'closed')),
+        opened_at INTEGER NOT NULL,
+        acknowledged_at INTEGER,
+        resolved_at INTEGER,
+        closed_at INTEGER,
+        last_seen_at INTEGER NOT NULL,
+        first_value TEXT NOT NULL,
+        last_value TEXT NOT NULL,
+        peak_value REAL,
+        threshold TEXT NOT NULL,
+        occurrences INTEGER NOT NULL DEFAULT 1,
+        reopen_count INTEGER NOT NULL DEFAULT 0,
+        flapping INTEGER NOT NULL DEFAULT 0,
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        assignee TEXT NOT NULL DEFAULT '',
+        root_cause TEXT NOT NULL DEFAULT '',
+        actions_taken TEXT NOT NULL DEFAULT '',
+        resolution TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX incidents_by_key ON incidents (incident_key, opened_at);
+    CREATE INDEX incidents_by_state ON incidents (state, opened_at);
+    CREATE TABLE incident_events (
+        event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident_id INTEGER NOT NULL REFERENCES incidents(incident_id),
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX incident_events_by_incident ON incident_events (incident_id, at);
+    CREATE TRIGGER incident_events_no_update BEFORE UPDATE ON incident_events
+        BEGIN SELECT RAISE(ABORT, 'incident_events is append-only'); END;
+    CREATE TRIGGER incident_events_no_delete BEFORE DELETE ON incident_events
+        BEGIN SELECT RAISE(ABORT, 'incident_events is append-only'); END;
     "#,
 ];
 
