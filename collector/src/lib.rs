@@ -9,6 +9,7 @@ pub mod config;
 pub mod ingest;
 pub mod inventory_diff;
 pub mod pki;
+pub mod rules;
 pub mod server;
 pub mod store;
 pub mod up;
