@@ -72,6 +72,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Incidents raised by the rules.
+    Incidents {
+        /// Only open and acknowledged ones.
+        #[arg(long)]
+        open: bool,
+        /// Most rows shown.
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Alerting rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Enrolled agents.
     Agents {
         #[command(subcommand)]
@@ -100,6 +116,13 @@ pub enum AgentsCommand {
         #[arg(long, default_value = "revoked by operator")]
         reason: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check a rules file; every mistake is reported with its line (exit 64
+    /// when invalid).
+    Validate { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,19 +158,39 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     let result = match cli.command {
         Command::Validate => {
-            if cli.config.is_none() {
+            let Some(path) = cli.config.as_deref() else {
                 eprintln!("xunjian: validate needs --config FILE");
                 return ExitCode::from(EXIT_CONFIG);
+            };
+            if let Err(e) = crate::server::load_rules(&config) {
+                eprintln!("xunjian: {e}");
+                return ExitCode::from(EXIT_CONFIG);
             }
-            println!(
-                "{}: ok",
-                cli.config
-                    .as_deref()
-                    .unwrap_or_else(|| "".as_ref())
-                    .display()
-            );
+            println!("{}: ok", path.display());
             Ok(())
         }
+        Command::Rules {
+            command: RulesCommand::Validate { file },
+        } => {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("xunjian: cannot read {}: {e}", file.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match crate::rules::parse_rules(&file.display().to_string(), &text) {
+                Ok(rules) => {
+                    println!("{}: ok, {} rules", file.display(), rules.len());
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
+        Command::Incidents { open, limit, json } => print_incidents(&config, open, limit, json),
         Command::Serve => serve(config).await,
         Command::Up { listen, interval } => crate::up::up(config, listen, interval).await,
         Command::Hosts { json }
@@ -289,6 +332,44 @@ fn print_hosts(config: &CollectorConfig, json: bool) -> anyhow::Result<()> {
     let now = SystemClock.now_ms();
     let offline_after = offline_after(config);
     print!("{}", hosts_table(&hosts, now, offline_after));
+    Ok(())
+}
+
+fn print_incidents(
+    config: &CollectorConfig,
+    open_only: bool,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let conn = store::open_read_only(&config.database_path())?;
+    let rows = store::list_incidents(&conn, open_only, limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:>5} {:<4} {:<13} {:<21} {:<16} {:<12} TITLE",
+        "ID", "SEV", "STATE", "OPENED", "HOSTNAME", "VALUE"
+    );
+    for r in &rows {
+        let mut state = r.state.clone();
+        if r.flapping {
+            state.push_str(" (flap)");
+        }
+        println!(
+            "{:>5} {:<4} {:<13} {:<21} {:<16} {:<12} {}",
+            r.incident_id,
+            r.severity,
+            state,
+            fmt_time(r.opened_at),
+            clip(&r.hostname, 16),
+            clip(&r.last_value, 12),
+            r.title
+        );
+    }
+    if rows.is_empty() {
+        println!("(no incidents)");
+    }
     Ok(())
 }
 

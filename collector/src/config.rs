@@ -35,6 +35,20 @@ pub struct CollectorConfig {
     pub storage: StorageConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub alerting: AlertingConfig,
+    #[serde(default)]
+    pub incidents: crate::incidents::lifecycle::LifecycleConfig,
+}
+
+/// Where the rules come from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingConfig {
+    /// A rules file (TOML); unset = the built-in default rule set. Check it
+    /// with `xunjian rules validate FILE`.
+    #[serde(default)]
+    pub rules_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +233,9 @@ impl CollectorConfig {
                     xunjian_agent::config::AREAS.join(", ")
                 ),
             ));
+        }
+        if let Err(e) = self.incidents.validate() {
+            return Err(invalid(e.field, e.reason));
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(invalid("storage.data_dir", "must not be empty".into()));

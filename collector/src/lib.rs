@@ -3,13 +3,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerting;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod incidents;
 pub mod ingest;
 pub mod inventory_diff;
 pub mod pki;
 pub mod rules;
 pub mod server;
+pub mod sla;
 pub mod store;
 pub mod up;

@@ -12,10 +12,12 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tracing::Instrument;
 use xunjian_proto::{Policy, enrollment_server::EnrollmentServer, ingest_server::IngestServer};
 
+use crate::alerting::Alerting;
 use crate::clock::Clock;
 use crate::config::CollectorConfig;
 use crate::ingest::{EnrollmentService, IngestService, REVOCATION_REFRESH, Sessions, Shared};
 use crate::pki::{Pki, PkiError};
+use crate::store::writer::COMMITTED_CAPACITY;
 use crate::store::{StoreError, Writer};
 
 /// Why the collector could not start.
@@ -34,6 +36,23 @@ pub enum ServeError {
     Tls(tonic::transport::Error),
     #[error("the gRPC server failed: {0}")]
     Serve(tonic::transport::Error),
+    #[error("{0}")]
+    Rules(String),
+}
+
+/// The rule set the collector runs: the configured file, or the built-in
+/// default rules.
+pub fn load_rules(config: &CollectorConfig) -> Result<crate::rules::RuleSet, ServeError> {
+    match &config.alerting.rules_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ServeError::Rules(format!("cannot read rules file {}: {e}", path.display()))
+            })?;
+            crate::rules::parse_rules(&path.display().to_string(), &text)
+                .map_err(|e| ServeError::Rules(e.to_string()))
+        }
+        None => crate::rules::default_rules().map_err(|e| ServeError::Rules(e.to_string())),
+    }
 }
 
 /// Largest Enroll request accepted (a CSR and a token).
@@ -54,6 +73,7 @@ pub struct Collector {
     shared: Arc<Shared>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     background: JoinHandle<()>,
+    alerting: JoinHandle<()>,
     writer: Writer,
 }
 
@@ -65,23 +85,38 @@ impl Collector {
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Result<Collector, ServeError> {
+        let rules = load_rules(config)?;
         let pki = Arc::new(Pki::load_or_create(&config.pki_dir())?);
         let (chain_pem, key_pem) = pki.server_identity(&config.server.names)?;
-        let (writer_handle, writer) = Writer::spawn(&config.database_path())?;
+        let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(COMMITTED_CAPACITY);
+        let (writer_handle, writer) = Writer::spawn(&config.database_path(), Some(committed_tx))?;
         let policy = Policy {
             metrics_interval_s: config.policy.metrics_interval.map_or(0, secs),
             inventory_interval_s: config.policy.inventory_interval.map_or(0, secs),
             enabled_collectors: config.policy.areas.clone(),
         };
         let shared = Shared::new(
-            writer_handle,
+            writer_handle.clone(),
             config.database_path(),
             pki.clone(),
-            clock,
+            clock.clone(),
             policy,
             config.server.max_agents,
             shutdown.clone(),
         )?;
+        let alerting = Alerting {
+            engine: crate::rules::Engine::new(rules),
+            committed: committed_rx,
+            writer: writer_handle,
+            read: Arc::new(std::sync::Mutex::new(crate::store::open_read_only(
+                &config.database_path(),
+            )?)),
+            clock,
+            reopen_window_ms: i64::try_from(config.incidents.reopen_window.as_millis())
+                .unwrap_or(i64::MAX),
+            shutdown: shutdown.clone(),
+        };
+        let alerting = tokio::spawn(alerting.run().instrument(tracing::info_span!("alerting")));
 
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
@@ -153,6 +188,7 @@ impl Collector {
             shared,
             server,
             background,
+            alerting,
             writer,
         })
     }
@@ -183,12 +219,15 @@ impl Collector {
             shared,
             server,
             background,
+            alerting,
             writer,
             ..
         } = self;
         let served = server.await;
         shared.shutdown.cancel();
         let _ = background.await;
+        // Alerting holds a writer handle; it ends on the shutdown token.
+        let _ = alerting.await;
         // The writer stops once the last handle (held by `shared` and the
         // services inside the finished server) is gone.
         drop(shared);

@@ -48,7 +48,11 @@ impl TestCollector {
 
     /// Starts on `port` (0 = ephemeral) with its data in `dir`.
     pub async fn start_on(dir: &Path, port: u16) -> Self {
-        let config = collector_config(dir, port);
+        Self::start_with(collector_config(dir, port)).await
+    }
+
+    /// Starts with a full configuration.
+    pub async fn start_with(config: CollectorConfig) -> Self {
         let stop = CancellationToken::new();
         let collector = Collector::start(&config, Arc::new(SystemClock), stop.clone())
             .await

@@ -358,6 +358,97 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>, StoreError> {
     rows.collect::<Result<_, _>>().map_err(sql("listing hosts"))
 }
 
+/// What rule scopes and offline detection need to know about an agent.
+#[derive(Debug, Clone)]
+pub struct HostFactsRow {
+    pub agent_id: String,
+    pub hostname: String,
+    pub os_name: String,
+    pub last_seen_at: Option<i64>,
+}
+
+/// Facts of every enrolled (not revoked) agent, or of one.
+pub fn host_facts(conn: &Connection, one: Option<Uuid>) -> Result<Vec<HostFactsRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT agent_id, hostname, os_name, last_seen_at FROM agents
+             WHERE revoked_at IS NULL AND (?1 IS NULL OR agent_id = ?1)",
+        )
+        .map_err(sql("reading host facts"))?;
+    let rows = stmt
+        .query_map([one.map(|a| a.to_string())], |r| {
+            Ok(HostFactsRow {
+                agent_id: r.get(0)?,
+                hostname: r.get(1)?,
+                os_name: r.get(2)?,
+                last_seen_at: r.get(3)?,
+            })
+        })
+        .map_err(sql("reading host facts"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(sql("reading host facts"))
+}
+
+/// One incident as `xunjian incidents` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentRow {
+    pub incident_id: i64,
+    pub rule_id: String,
+    pub agent_id: String,
+    pub hostname: String,
+    pub severity: String,
+    pub state: String,
+    pub title: String,
+    pub opened_at: i64,
+    pub resolved_at: Option<i64>,
+    pub last_value: String,
+    pub peak_value: Option<f64>,
+    pub threshold: String,
+    pub occurrences: i64,
+    pub reopen_count: i64,
+    pub flapping: bool,
+}
+
+/// Incidents, newest first; only open and acknowledged ones with `open_only`.
+pub fn list_incidents(
+    conn: &Connection,
+    open_only: bool,
+    limit: u32,
+) -> Result<Vec<IncidentRow>, StoreError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT i.incident_id, i.rule_id, i.agent_id, a.hostname, i.severity, i.state, i.title, i.opened_at,
+                    i.resolved_at, i.last_value, i.peak_value, i.threshold, i.occurrences, i.reopen_count, i.flapping
+             FROM incidents i JOIN agents a USING (agent_id)
+             WHERE ?1 = 0 OR i.state IN ('open', 'acknowledged')
+             ORDER BY i.opened_at DESC, i.incident_id DESC LIMIT ?2",
+        )
+        .map_err(sql("listing incidents"))?;
+    let rows = stmt
+        .query_map(params![open_only, limit], |r| {
+            Ok(IncidentRow {
+                incident_id: r.get(0)?,
+                rule_id: r.get(1)?,
+                agent_id: r.get(2)?,
+                hostname: r.get(3)?,
+                severity: r.get(4)?,
+                state: r.get(5)?,
+                title: r.get(6)?,
+                opened_at: r.get(7)?,
+                resolved_at: r.get(8)?,
+                last_value: r.get(9)?,
+                peak_value: r.get(10)?,
+                threshold: r.get(11)?,
+                occurrences: r.get(12)?,
+                reopen_count: r.get(13)?,
+                flapping: r.get(14)?,
+            })
+        })
+        .map_err(sql("listing incidents"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(sql("listing incidents"))
+}
+
 /// One configuration change as `xunjian changes` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChangeRow {

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use xunjian_proto::{CheckStatus, Hello, Inventory, Report, section};
 
 use super::StoreError;
+use super::incidents::{self, Applied, IncidentUpdate};
 use super::queries::{NewAgent, TokenRefusal, enroll_agent};
 
 /// Jobs waiting for the writer, at most.
@@ -44,6 +45,69 @@ pub enum WriteError {
     #[error("storage writer has stopped")]
     Closed,
 }
+
+/// A stored report as the rules see it, sent after its transaction
+/// committed (so an incident never refers to data that was rolled back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    pub agent_id: Uuid,
+    /// When the agent collected it.
+    pub at_ms: i64,
+    /// (name, labels, value, time).
+    pub metrics: Vec<(String, BTreeMap<String, String>, f64, i64)>,
+    /// (check id, status text, value).
+    pub checks: Vec<(String, String, String)>,
+    /// The agent's spool drop counter, for the spool-dropping rule.
+    pub spool_dropped_total: u64,
+}
+
+impl Committed {
+    fn from_report(agent_id: Uuid, r: &Report) -> Self {
+        let mut metrics = Vec::new();
+        let mut checks = Vec::new();
+        for s in &r.sections {
+            match &s.kind {
+                Some(section::Kind::Metrics(b)) => {
+                    for m in &b.metrics {
+                        let labels = m
+                            .labels
+                            .iter()
+                            .map(|l| (l.name.clone(), l.value.clone()))
+                            .collect();
+                        let at = if m.at_unix_ms != 0 {
+                            m.at_unix_ms
+                        } else {
+                            r.collected_at_unix_ms
+                        };
+                        metrics.push((m.name.clone(), labels, m.value, at));
+                    }
+                }
+                Some(section::Kind::Checks(c)) => {
+                    for c in &c.results {
+                        checks.push((
+                            c.check_id.clone(),
+                            status_text(c.status).to_owned(),
+                            c.value.clone(),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Self {
+            agent_id,
+            at_ms: r.collected_at_unix_ms,
+            metrics,
+            checks,
+            spool_dropped_total: r.spool.map(|s| s.dropped_reports_total).unwrap_or(0),
+        }
+    }
+}
+
+/// Committed reports waiting for the rules, at most. When full the rules
+/// miss that report (counted and logged): ingest never waits for them, and
+/// the next report carries fresh values.
+pub const COMMITTED_CAPACITY: usize = 4096;
 
 /// The outcome of storing one report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +138,11 @@ enum Job {
         now_ms: i64,
         done: Reply<Result<String, TokenRefusal>>,
     },
+    Incidents {
+        updates: Vec<IncidentUpdate>,
+        reopen_window_ms: i64,
+        done: Reply<Vec<Applied>>,
+    },
 }
 
 /// Sends jobs to the writer thread. Cheap to clone.
@@ -90,12 +159,16 @@ pub struct Writer {
 
 impl Writer {
     /// Opens the database (applying migrations) and starts the writer thread.
-    pub fn spawn(path: &Path) -> Result<(WriterHandle, Writer), StoreError> {
+    /// Committed reports go to `committed` (for the rules), when given.
+    pub fn spawn(
+        path: &Path,
+        committed: Option<mpsc::Sender<Committed>>,
+    ) -> Result<(WriterHandle, Writer), StoreError> {
         let conn = super::open(path)?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("xunjian-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, committed))
             .map_err(|source| StoreError::Dir {
                 path: path.to_owned(),
                 source,
@@ -152,6 +225,24 @@ impl WriterHandle {
         rx.await.unwrap_or(Err(WriteError::Closed))
     }
 
+    /// Applies the rules engine's transitions to the incidents.
+    pub async fn incidents(
+        &self,
+        updates: Vec<IncidentUpdate>,
+        reopen_window_ms: i64,
+    ) -> Result<Vec<Applied>, WriteError> {
+        let (done, rx) = oneshot::channel();
+        let _ = self
+            .tx
+            .send(Job::Incidents {
+                updates,
+                reopen_window_ms,
+                done,
+            })
+            .await;
+        rx.await.unwrap_or(Err(WriteError::Closed))
+    }
+
     /// Consumes a token use and registers the agent, atomically.
     pub async fn enroll(
         &self,
@@ -175,7 +266,8 @@ impl WriterHandle {
 
 /// A job's result, held until the transaction commits.
 enum Outcome {
-    Report(Reply<Stored>, Result<Stored, WriteError>),
+    Report(Reply<Stored>, Result<Stored, WriteError>, Option<Committed>),
+    Incidents(Reply<Vec<Applied>>, Result<Vec<Applied>, WriteError>),
     Hello(Reply<u64>, Result<u64, WriteError>),
     Enroll(
         Reply<Result<String, TokenRefusal>>,
@@ -186,7 +278,8 @@ enum Outcome {
 impl Outcome {
     fn is_ok(&self) -> bool {
         match self {
-            Outcome::Report(_, r) => r.is_ok(),
+            Outcome::Report(_, r, _) => r.is_ok(),
+            Outcome::Incidents(_, r) => r.is_ok(),
             Outcome::Hello(_, r) => r.is_ok(),
             Outcome::Enroll(_, r) => r.is_ok(),
         }
@@ -195,22 +288,35 @@ impl Outcome {
     /// Replaces the result with an error (the transaction did not commit).
     fn fail(self, err: WriteError) -> Self {
         match self {
-            Outcome::Report(d, _) => Outcome::Report(d, Err(err)),
+            Outcome::Report(d, _, _) => Outcome::Report(d, Err(err), None),
+            Outcome::Incidents(d, _) => Outcome::Incidents(d, Err(err)),
             Outcome::Hello(d, _) => Outcome::Hello(d, Err(err)),
             Outcome::Enroll(d, _) => Outcome::Enroll(d, Err(err)),
         }
     }
 
-    fn send(self) {
+    fn send(self, committed: Option<&mpsc::Sender<Committed>>) {
         match self {
-            Outcome::Report(d, r) => drop(d.send(r)),
+            Outcome::Report(d, r, c) => {
+                if let (Some(tx), Some(c)) = (committed, c)
+                    && tx.try_send(c).is_err()
+                {
+                    tracing::warn!("rules are behind; a committed report was not evaluated");
+                }
+                drop(d.send(r))
+            }
+            Outcome::Incidents(d, r) => drop(d.send(r)),
             Outcome::Hello(d, r) => drop(d.send(r)),
             Outcome::Enroll(d, r) => drop(d.send(r)),
         }
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    committed: Option<mpsc::Sender<Committed>>,
+) {
     let mut series = SeriesCache::default();
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
@@ -222,7 +328,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
         }
         let outcomes = commit_batch(&mut conn, &mut series, jobs);
         for outcome in outcomes {
-            outcome.send();
+            outcome.send(committed.as_ref());
         }
     }
     tracing::debug!("storage writer drained and stopped");
@@ -288,7 +394,8 @@ fn commit_batch(conn: &mut Connection, series: &mut SeriesCache, jobs: Vec<Job>)
 /// A retryable error inside one job poisons the whole transaction.
 fn outcome_fatal(outcome: &Outcome) -> Option<WriteError> {
     let err = match outcome {
-        Outcome::Report(_, Err(e)) => e,
+        Outcome::Report(_, Err(e), _) => e,
+        Outcome::Incidents(_, Err(e)) => e,
         Outcome::Hello(_, Err(e)) => e,
         Outcome::Enroll(_, Err(e)) => e,
         _ => return None,
@@ -298,7 +405,8 @@ fn outcome_fatal(outcome: &Outcome) -> Option<WriteError> {
 
 fn unapplied(job: Job, err: WriteError) -> Outcome {
     match job {
-        Job::Report { done, .. } => Outcome::Report(done, Err(err)),
+        Job::Report { done, .. } => Outcome::Report(done, Err(err), None),
+        Job::Incidents { done, .. } => Outcome::Incidents(done, Err(err)),
         Job::Hello { done, .. } => Outcome::Hello(done, Err(err)),
         Job::Enroll { done, .. } => Outcome::Enroll(done, Err(err)),
     }
@@ -314,7 +422,9 @@ fn apply(conn: &Connection, series: &mut SeriesCache, job: Job) -> Outcome {
             done,
         } => {
             let r = store_report(conn, series, agent_id, &report, bytes, received_at_ms);
-            Outcome::Report(done, r.map_err(|e| classify(&e)))
+            let committed = matches!(r, Ok(Stored { duplicate: false }))
+                .then(|| Committed::from_report(agent_id, &report));
+            Outcome::Report(done, r.map_err(|e| classify(&e)), committed)
         }
         Job::Hello {
             agent_id,
@@ -324,6 +434,17 @@ fn apply(conn: &Connection, series: &mut SeriesCache, job: Job) -> Outcome {
         } => {
             let r = store_hello(conn, agent_id, &hello, at_ms);
             Outcome::Hello(done, r.map_err(|e| classify(&e)))
+        }
+        Job::Incidents {
+            updates,
+            reopen_window_ms,
+            done,
+        } => {
+            let r: rusqlite::Result<Vec<Applied>> = updates
+                .iter()
+                .map(|u| incidents::apply(conn, u, reopen_window_ms))
+                .collect();
+            Outcome::Incidents(done, r.map_err(|e| classify(&e)))
         }
         Job::Enroll {
             secret,
@@ -664,7 +785,7 @@ mod tests {
     async fn replayed_report_is_acknowledged_but_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.db");
-        let (handle, writer) = Writer::spawn(&path).unwrap();
+        let (handle, writer) = Writer::spawn(&path, None).unwrap();
         let agent = enrolled_agent(&handle, &path).await;
         let first = handle
             .store_report(agent, report(1), 10, 5)
@@ -696,7 +817,7 @@ mod tests {
     #[tokio::test]
     async fn report_for_unknown_agent_is_rejected_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let (handle, writer) = Writer::spawn(&dir.path().join("x.db")).unwrap();
+        let (handle, writer) = Writer::spawn(&dir.path().join("x.db"), None).unwrap();
         let err = handle
             .store_report(Uuid::new_v4(), report(1), 10, 5)
             .await
@@ -735,7 +856,7 @@ mod tests {
     async fn inventory_is_stored_on_change_only_and_changes_are_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.db");
-        let (handle, writer) = Writer::spawn(&path).unwrap();
+        let (handle, writer) = Writer::spawn(&path, None).unwrap();
         let agent = enrolled_agent(&handle, &path).await;
         let reports = [
             inventory_report(1, "12.4", &[("curl", "7.88")]),

@@ -1,0 +1,136 @@
+//! Incidents end to end: an agent's measured value crosses a rule's
+//! threshold, the incident opens once, is updated while the problem lasts,
+//! and resolves automatically when the value recovers. Real agent, real
+//! collector, real TLS and SQLite; the value comes from a custom check the
+//! test controls.
+
+use std::time::Duration;
+
+use xunjian_tests::*;
+
+const RULES: &str = r#"
+[[rule]]
+id = "fill.high"
+title = "Fill on {host} at {value}%"
+severity = "II"
+hosts = "all"
+metric = "custom.fill.used"
+op = ">"
+threshold = 90
+recover_threshold = 80
+"#;
+
+fn incident_state(conn: &rusqlite::Connection) -> Option<(i64, String, i64)> {
+    conn.query_row(
+        "SELECT incident_id, state, occurrences FROM incidents WHERE rule_id = 'fill.high' ORDER BY incident_id DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .ok()
+}
+
+#[tokio::test]
+async fn a_breach_opens_one_incident_that_resolves_when_the_value_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let mut config = collector_config(&data, 0);
+    config.alerting.rules_file = Some(rules);
+    let collector = TestCollector::start_with(config).await;
+    let url = collector.url();
+
+    let value = dir.path().join("value");
+    std::fs::write(&value, "50").unwrap();
+    let script = dir.path().join("check_fill.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "v=$(cat {})\necho \"FILL $v | used=$v%\"\nexit 0\n",
+            value.display()
+        ),
+    )
+    .unwrap();
+    let agent_dir = dir.path().join("agent");
+    enroll_agent(&data, &url, &agent_dir).await;
+    let mut agent_config = agent_config(&agent_dir, &url, Duration::from_secs(3600));
+    agent_config.collect.areas = vec!["system".into(), "plugins".into()];
+    agent_config.checks = vec![
+        toml::from_str(&format!(
+            "id = \"fill\"\ncommand = [\"/bin/sh\", \"{}\"]\ninterval = \"24h\"\n",
+            script.display()
+        ))
+        .unwrap(),
+    ];
+    let agent = TestAgent::start(&agent_config).await;
+    let conn = db(&data);
+
+    // Below the threshold: nothing opens.
+    let seq = agent.collect_one().await;
+    agent.wait_acked(seq).await;
+    assert_eq!(incident_state(&conn), None);
+
+    // Breach: one incident opens, and a second breaching report updates it.
+    std::fs::write(&value, "95").unwrap();
+    let seq = agent.collect_one().await;
+    agent.wait_acked(seq).await;
+    wait_until("the incident to open", || {
+        incident_state(&conn).is_some_and(|(_, s, _)| s == "open")
+    })
+    .await;
+    std::fs::write(&value, "97").unwrap();
+    let seq = agent.collect_one().await;
+    agent.wait_acked(seq).await;
+    wait_until("the incident to be updated", || {
+        incident_state(&conn).is_some_and(|(_, _, n)| n >= 2)
+    })
+    .await;
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM incidents"),
+        1,
+        "a still-firing rule must not open another"
+    );
+    let (peak, title): (f64, String) = conn
+        .query_row("SELECT peak_value, title FROM incidents", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(peak, 97.0);
+    assert!(
+        title.starts_with("Fill on ") && title.contains("95"),
+        "{title}"
+    );
+
+    // Between the recovery and firing thresholds it stays open (hysteresis).
+    std::fs::write(&value, "85").unwrap();
+    let seq = agent.collect_one().await;
+    agent.wait_acked(seq).await;
+    wait_until("the 85% observation to update the incident", || {
+        incident_state(&conn).is_some_and(|(_, _, n)| n >= 3)
+    })
+    .await;
+    assert_eq!(
+        incident_state(&conn).map(|(_, s, _)| s),
+        Some("open".to_string())
+    );
+    // Recovery: below 80 it resolves automatically.
+    std::fs::write(&value, "40").unwrap();
+    let seq = agent.collect_one().await;
+    agent.wait_acked(seq).await;
+    wait_until("the incident to resolve", || {
+        incident_state(&conn).is_some_and(|(_, s, _)| s == "resolved")
+    })
+    .await;
+    let (resolution, events): (String, i64) = conn
+        .query_row(
+            "SELECT resolution, (SELECT count(*) FROM incident_events) FROM incidents",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(resolution.starts_with("automatic"), "{resolution}");
+    assert_eq!(events, 2, "open and auto-resolve");
+
+    agent.stop().await;
+    collector.stop().await;
+}
