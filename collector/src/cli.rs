@@ -83,6 +83,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Work one incident: show, acknowledge, assign, comment, resolve, close.
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
+    },
     /// Alerting rules.
     Rules {
         #[command(subcommand)]
@@ -116,6 +121,28 @@ pub enum AgentsCommand {
         #[arg(long, default_value = "revoked by operator")]
         reason: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// The incident and its history.
+    Show { id: i64 },
+    /// Acknowledge (stops the response clock).
+    Ack { id: i64 },
+    /// Assign to a person.
+    Assign { id: i64, person: String },
+    /// Add a comment to the history.
+    Comment { id: i64, text: String },
+    /// Resolve by hand: root cause (故障原因) and what was done (处理过程) are required.
+    Resolve {
+        id: i64,
+        #[arg(long)]
+        cause: String,
+        #[arg(long)]
+        actions: String,
+    },
+    /// Close a resolved incident.
+    Close { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +218,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Incidents { open, limit, json } => print_incidents(&config, open, limit, json),
+        Command::Incident { command } => incident(&config, command),
         Command::Serve => serve(config).await,
         Command::Up { listen, interval } => crate::up::up(config, listen, interval).await,
         Command::Hosts { json }
@@ -240,11 +268,21 @@ async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Who is acting, for the audit log: the login name of the process's real
+/// user (not `$USER`, which anyone can set), `sudo`'s caller when present.
 fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
+    let uid = nix::unistd::getuid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid{uid}"));
+    match std::env::var("SUDO_USER") {
+        Ok(caller) if uid.is_root() && !caller.is_empty() => {
+            format!("cli:{user} (sudo by {caller})")
+        }
+        _ => format!("cli:{user}"),
+    }
 }
 
 fn create_token(
@@ -332,6 +370,72 @@ fn print_hosts(config: &CollectorConfig, json: bool) -> anyhow::Result<()> {
     let now = SystemClock.now_ms();
     let offline_after = offline_after(config);
     print!("{}", hosts_table(&hosts, now, offline_after));
+    Ok(())
+}
+
+fn incident(config: &CollectorConfig, command: IncidentCommand) -> anyhow::Result<()> {
+    use crate::store::incident_actions::{self, Action};
+    let (id, action) = match command {
+        IncidentCommand::Show { id } => {
+            let conn = store::open_read_only(&config.database_path())?;
+            let incident = incident_actions::load(&conn, id)?
+                .ok_or_else(|| anyhow::anyhow!("no incident {id}"))?;
+            println!("incident {id}: [{}] {}", incident.severity, incident.title);
+            println!("state      {}", incident.state);
+            println!(
+                "rule       {}  (agent {})",
+                incident.rule_id, incident.agent_id
+            );
+            println!(
+                "value      {} (first {}, threshold {})",
+                incident.last_value, incident.first_value, incident.threshold
+            );
+            println!(
+                "opened     {}",
+                incident
+                    .opened_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            if let Some(a) = &incident.assignee {
+                println!("assignee   {a}");
+            }
+            if let Some(c) = &incident.root_cause {
+                println!("root cause {c}");
+            }
+            if let Some(a) = &incident.actions_taken {
+                println!("actions    {a}");
+            }
+            println!("history:");
+            for (at, actor, action, detail) in incident_actions::history(&conn, id)? {
+                println!(
+                    "  {}  {:<14} {:<12} {}",
+                    fmt_time(at),
+                    actor,
+                    action,
+                    detail
+                );
+            }
+            return Ok(());
+        }
+        IncidentCommand::Ack { id } => (id, Action::Acknowledge),
+        IncidentCommand::Assign { id, person } => (id, Action::Assign(person)),
+        IncidentCommand::Comment { id, text } => (id, Action::Comment(text)),
+        IncidentCommand::Resolve { id, cause, actions } => (
+            id,
+            Action::Resolve {
+                root_cause: cause,
+                actions_taken: actions,
+            },
+        ),
+        IncidentCommand::Close { id } => (id, Action::Close),
+    };
+    let mut conn = store::open(&config.database_path())?;
+    let entry = incident_actions::act(&mut conn, id, &action, &actor(), chrono::Utc::now())?;
+    println!(
+        "incident {id}: {} by {}",
+        entry.action.as_str(),
+        entry.actor
+    );
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //!
 //! Times are stored as UTC milliseconds since the epoch (INTEGER).
 
+pub mod incident_actions;
 pub mod incidents;
 pub mod queries;
 pub mod writer;
@@ -212,6 +213,11 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'incident_events is append-only'); END;
     CREATE TRIGGER incident_events_no_delete BEFORE DELETE ON incident_events
         BEGIN SELECT RAISE(ABORT, 'incident_events is append-only'); END;
+    "#,
+    // 4: who acknowledged and who resolved an incident.
+    r#"
+    ALTER TABLE incidents ADD COLUMN acknowledged_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN resolved_by TEXT NOT NULL DEFAULT '';
     "#,
 ];
 
