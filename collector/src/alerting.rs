@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::rules::{
-    Engine, HostFacts, IncidentKey, SPOOL_DROPPED_METRIC, Status, Transition, Value,
+    Engine, HostFacts, IncidentKey, RuleSet, SPOOL_DROPPED_METRIC, Status, Transition, Value,
 };
 use crate::store::incidents::{Applied, Firing, IncidentUpdate};
 use crate::store::writer::Committed;
@@ -31,6 +31,8 @@ pub struct Alerting {
     pub read: Arc<Mutex<Connection>>,
     pub clock: Arc<dyn Clock>,
     pub reopen_window_ms: i64,
+    /// New rule sets (SIGHUP, `xunjian rules reload`), already validated.
+    pub reload: mpsc::Receiver<RuleSet>,
     pub shutdown: CancellationToken,
 }
 
@@ -81,6 +83,23 @@ impl Alerting {
                 _ = tick.tick() => {
                     let now = self.clock.now_ms();
                     self.engine.tick(now, &|agent: &str| last_seen.get(agent).copied())
+                }
+                Some(rules) = self.reload.recv() => {
+                    let count = rules.len();
+                    let now = self.clock.now_ms();
+                    // Incidents of rules that were removed or changed cannot
+                    // recover by themselves any more: they are resolved, saying why.
+                    let dropped = self.engine.replace_rules(rules);
+                    tracing::info!(rules = count, closed = dropped.len(), "rules reloaded");
+                    dropped
+                        .into_iter()
+                        .map(|key| Transition::Resolved {
+                            key,
+                            at_ms: now,
+                            value: Value::Text("rule removed or changed by a reload".into()),
+                            flapping: false,
+                        })
+                        .collect()
                 }
             };
             if transitions.is_empty() {

@@ -150,6 +150,9 @@ pub enum RulesCommand {
     /// Check a rules file; every mistake is reported with its line (exit 64
     /// when invalid).
     Validate { file: PathBuf },
+    /// Make the running collector re-read its rules (same as SIGHUP). The
+    /// file is checked first; with mistakes, nothing is sent.
+    Reload,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +219,15 @@ pub async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             }
+        }
+        Command::Rules {
+            command: RulesCommand::Reload,
+        } => {
+            if let Err(e) = crate::server::load_rules(&config) {
+                eprintln!("xunjian: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            reload_rules(&config)
         }
         Command::Incidents { open, limit, json } => print_incidents(&config, open, limit, json),
         Command::Incident { command } => incident(&config, command),
@@ -436,6 +448,23 @@ fn incident(config: &CollectorConfig, command: IncidentCommand) -> anyhow::Resul
         entry.action.as_str(),
         entry.actor
     );
+    Ok(())
+}
+
+fn reload_rules(config: &CollectorConfig) -> anyhow::Result<()> {
+    let path = crate::server::pid_file(config);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("no running collector found ({}: {e})", path.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{} is damaged", path.display()))?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot signal collector process {pid}: {e}"))?;
+    println!("asked collector {pid} to reload its rules; its log says whether they were taken");
     Ok(())
 }
 

@@ -104,6 +104,7 @@ impl Collector {
             config.server.max_agents,
             shutdown.clone(),
         )?;
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
         let alerting = Alerting {
             engine: crate::rules::Engine::new(rules),
             committed: committed_rx,
@@ -114,8 +115,11 @@ impl Collector {
             clock,
             reopen_window_ms: i64::try_from(config.incidents.reopen_window.as_millis())
                 .unwrap_or(i64::MAX),
+            reload: reload_rx,
             shutdown: shutdown.clone(),
         };
+        spawn_reload_on_sighup(config.clone(), reload_tx, shutdown.clone());
+        write_pid_file(config);
         let alerting = tokio::spawn(alerting.run().instrument(tracing::info_span!("alerting")));
 
         let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -250,6 +254,51 @@ impl Collector {
         self.shared.shutdown.cancel();
         self.wait().await
     }
+}
+
+/// Where `xunjian rules reload` finds the running collector.
+pub fn pid_file(config: &CollectorConfig) -> std::path::PathBuf {
+    config.storage.data_dir.join("xunjian.pid")
+}
+
+fn write_pid_file(config: &CollectorConfig) {
+    if let Err(e) = std::fs::write(pid_file(config), format!("{}\n", std::process::id())) {
+        tracing::warn!(error = %e, "cannot write the pid file; `xunjian rules reload` will not find this collector");
+    }
+}
+
+/// On SIGHUP, re-reads the rules; a file with mistakes is refused (logged
+/// with its lines) and the running rules stay in force. Channel capacity 1:
+/// a reload requested while one is pending is folded into it.
+fn spawn_reload_on_sighup(
+    config: CollectorConfig,
+    reload: tokio::sync::mpsc::Sender<crate::rules::RuleSet>,
+    shutdown: CancellationToken,
+) {
+    #[cfg(unix)]
+    tokio::spawn(
+        async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP; rules reload needs a restart");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = hup.recv() => match load_rules(&config) {
+                        Ok(rules) => {
+                            let _ = reload.try_send(rules);
+                        }
+                        Err(e) => tracing::error!(error = %e, "rules file rejected; the running rules stay in force"),
+                    },
+                }
+            }
+        }
+        .instrument(tracing::info_span!("rules_reload")),
+    );
+    #[cfg(not(unix))]
+    let _ = (config, reload, shutdown);
 }
 
 fn secs(d: std::time::Duration) -> u32 {
