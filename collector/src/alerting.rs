@@ -12,16 +12,22 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
 use crate::clock::Clock;
 use crate::rules::{
     Engine, HostFacts, IncidentKey, RuleSet, SPOOL_DROPPED_METRIC, Status, Transition, Value,
 };
-use crate::store::incidents::{Applied, Firing, IncidentUpdate};
+use crate::sla::{Severity as SlaSeverity, SlaClock, SlaEvent, SlaPolicy};
+use crate::store::incidents::{Applied, Firing, HistoryEntry, IncidentUpdate};
 use crate::store::writer::Committed;
 use crate::store::{self, WriterHandle};
 
 /// How often the engine is ticked without new data.
 pub const TICK: Duration = Duration::from_secs(1);
+/// How often open incidents' SLA clocks are advanced (pre-breach, breach,
+/// escalation are recorded at most this late).
+pub const SLA_TICK: Duration = Duration::from_secs(10);
 
 /// The alerting task's inputs.
 pub struct Alerting {
@@ -31,6 +37,7 @@ pub struct Alerting {
     pub read: Arc<Mutex<Connection>>,
     pub clock: Arc<dyn Clock>,
     pub reopen_window_ms: i64,
+    pub sla: SlaPolicy,
     /// New rule sets (SIGHUP, `xunjian rules reload`), already validated.
     pub reload: mpsc::Receiver<RuleSet>,
     pub shutdown: CancellationToken,
@@ -48,6 +55,8 @@ impl Alerting {
         let mut known: HashMap<String, HostFacts> = HashMap::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sla_tick = tokio::time::interval(SLA_TICK);
+        sla_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let transitions = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
@@ -84,6 +93,10 @@ impl Alerting {
                     let now = self.clock.now_ms();
                     self.engine.tick(now, &|agent: &str| last_seen.get(agent).copied())
                 }
+                _ = sla_tick.tick() => {
+                    self.advance_sla().await;
+                    continue;
+                }
                 Some(rules) = self.reload.recv() => {
                     let count = rules.len();
                     let now = self.clock.now_ms();
@@ -105,8 +118,11 @@ impl Alerting {
             if transitions.is_empty() {
                 continue;
             }
-            let updates: Vec<IncidentUpdate> =
-                transitions.into_iter().filter_map(to_update).collect();
+            let sla = &self.sla;
+            let updates: Vec<IncidentUpdate> = transitions
+                .into_iter()
+                .filter_map(|t| to_update(t, sla))
+                .collect();
             match self.writer.incidents(updates, self.reopen_window_ms).await {
                 Ok(applied) => {
                     for a in applied {
@@ -127,6 +143,117 @@ impl Alerting {
         }
         tracing::debug!("alerting stopped");
     }
+
+    /// Advances every open incident's SLA clock and records what happened.
+    async fn advance_sla(&mut self) {
+        let read = self.read.clone();
+        let pending = tokio::task::spawn_blocking(move || {
+            let conn = read.lock().unwrap_or_else(|e| e.into_inner());
+            crate::store::incidents::sla_pending(&conn)
+        })
+        .await;
+        let Ok(Ok(pending)) = pending else {
+            tracing::warn!("cannot read open incidents for their SLA clocks");
+            return;
+        };
+        let now = self.clock.now_ms();
+        let updates: Vec<IncidentUpdate> = pending
+            .into_iter()
+            .filter_map(|p| {
+                sla_step(&p.clock, now, p.acknowledged_at, p.resolved_at).map(|(clock, events)| {
+                    IncidentUpdate::Sla {
+                        incident_id: p.incident_id,
+                        clock,
+                        events,
+                    }
+                })
+            })
+            .collect();
+        if updates.is_empty() {
+            return;
+        }
+        for u in &updates {
+            if let IncidentUpdate::Sla {
+                incident_id,
+                events,
+                ..
+            } = u
+            {
+                for (_, action, detail) in events {
+                    tracing::warn!(incident = incident_id, %action, %detail, "SLA");
+                }
+            }
+        }
+        if let Err(e) = self.writer.incidents(updates, self.reopen_window_ms).await {
+            tracing::error!(error = %e, "cannot record SLA events");
+        }
+    }
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A new incident's SLA clock, JSON.
+pub fn new_clock(severity: &str, opened_at_ms: i64, policy: &SlaPolicy) -> String {
+    let severity = match severity {
+        "I" => SlaSeverity::I,
+        "II" => SlaSeverity::II,
+        "III" => SlaSeverity::III,
+        _ => SlaSeverity::IV,
+    };
+    serde_json::to_string(&SlaClock::new(severity, time(opened_at_ms), policy)).unwrap_or_default()
+}
+
+/// Advances a stored clock to `now`: the new clock and the events to record
+/// (pre-breach warning, breach, escalation — each once), or `None` when
+/// nothing happened or the clock is unreadable.
+pub fn sla_step(
+    clock_json: &str,
+    now_ms: i64,
+    acknowledged_ms: Option<i64>,
+    resolved_ms: Option<i64>,
+) -> Option<(String, Vec<HistoryEntry>)> {
+    let mut clock: SlaClock = serde_json::from_str(clock_json).ok()?;
+    let events = clock.tick(
+        time(now_ms),
+        acknowledged_ms.map(time),
+        None,
+        resolved_ms.map(time),
+    );
+    if events.is_empty() {
+        return None;
+    }
+    let rows = events
+        .into_iter()
+        .map(|e| {
+            let target = e.target();
+            let due = clock
+                .due(target)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            match e {
+                SlaEvent::PreBreachWarning { at, .. } => (
+                    at.timestamp_millis(),
+                    "sla.pre_breach".to_owned(),
+                    format!("{} target due {due}", target.as_str()),
+                ),
+                SlaEvent::Breached { at, .. } => (
+                    at.timestamp_millis(),
+                    "sla.breach".to_owned(),
+                    format!("{} target missed (due {due})", target.as_str()),
+                ),
+                SlaEvent::Escalate { to_level, at, .. } => (
+                    at.timestamp_millis(),
+                    "sla.escalate".to_owned(),
+                    format!(
+                        "{} target breached: escalated to level {to_level}",
+                        target.as_str()
+                    ),
+                ),
+            }
+        })
+        .collect();
+    Some((serde_json::to_string(&clock).ok()?, rows))
 }
 
 /// The stored key of an incident: rule, agent and label set.
@@ -141,7 +268,7 @@ fn value_parts(v: &Value) -> (String, Option<f64>) {
     }
 }
 
-fn to_update(t: Transition) -> Option<IncidentUpdate> {
+fn to_update(t: Transition, sla: &SlaPolicy) -> Option<IncidentUpdate> {
     Some(match t {
         Transition::Firing {
             key,
@@ -157,6 +284,7 @@ fn to_update(t: Transition) -> Option<IncidentUpdate> {
             let agent_id = Uuid::parse_str(&key.agent_id).ok()?;
             let (value, numeric) = value_parts(&value);
             IncidentUpdate::Firing(Firing {
+                sla_clock: new_clock(severity.as_str(), at_ms, sla),
                 rule_id,
                 agent_id,
                 key: key_text(&key),
@@ -222,5 +350,50 @@ async fn load_hosts(
             Vec::new()
         }
         Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    #[test]
+    fn sla_events_are_recorded_once_each_and_stop_when_met() {
+        // Severity II on 7x24: respond 30 min, plan 2 h, resolve 24 h.
+        let policy = SlaPolicy::default();
+        let opened = 1_700_000_000_000;
+        let clock = new_clock("II", opened, &policy);
+        assert!(
+            sla_step(&clock, opened + MIN, None, None).is_none(),
+            "nothing due after a minute"
+        );
+        // 80% of the 30-minute response budget: pre-breach warning.
+        let (clock, events) = sla_step(&clock, opened + 25 * MIN, None, None).unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+            vec!["sla.pre_breach"]
+        );
+        assert!(
+            sla_step(&clock, opened + 26 * MIN, None, None).is_none(),
+            "a warning is recorded once"
+        );
+        // Past 30 minutes unacknowledged: breach and escalation.
+        let (clock, events) = sla_step(&clock, opened + 31 * MIN, None, None).unwrap();
+        let actions: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert!(
+            actions.contains(&"sla.breach") && actions.contains(&"sla.escalate"),
+            "{actions:?}"
+        );
+        // Acknowledged and resolved in time for the other targets: no more events.
+        let ack = Some(opened + 40 * MIN);
+        let resolved = Some(opened + 50 * MIN);
+        let later = sla_step(&clock, opened + 30 * 60 * MIN, ack, resolved);
+        assert!(
+            later.is_none(),
+            "resolution met plan and resolve on time: {later:?}"
+        );
+        assert!(sla_step("not json", opened, None, None).is_none());
     }
 }

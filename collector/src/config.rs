@@ -39,6 +39,9 @@ pub struct CollectorConfig {
     pub alerting: AlertingConfig,
     #[serde(default)]
     pub incidents: crate::incidents::lifecycle::LifecycleConfig,
+    /// SLA budgets per severity and the calendars (7x24, 5x8 with holidays).
+    #[serde(default)]
+    pub sla: crate::sla::SlaConfig,
 }
 
 /// Where the rules come from.
@@ -235,6 +238,9 @@ impl CollectorConfig {
             ));
         }
         if let Err(e) = self.incidents.validate() {
+            return Err(invalid(e.field, e.reason));
+        }
+        if let Err(e) = self.sla.policy() {
             return Err(invalid(e.field, e.reason));
         }
         if self.storage.data_dir.as_os_str().is_empty() {

@@ -116,6 +116,10 @@ impl Collector {
             reopen_window_ms: i64::try_from(config.incidents.reopen_window.as_millis())
                 .unwrap_or(i64::MAX),
             reload: reload_rx,
+            sla: config
+                .sla
+                .policy()
+                .map_err(|e| ServeError::Rules(e.to_string()))?,
             shutdown: shutdown.clone(),
         };
         spawn_reload_on_sighup(config.clone(), reload_tx, shutdown.clone());

@@ -226,6 +226,7 @@ mod tests {
             threshold: "> 95".into(),
             at_ms: 1_000,
             flapping: false,
+            sla_clock: String::new(),
         });
         apply(&conn, &firing, 3_600_000).unwrap();
         (dir, conn, 1)

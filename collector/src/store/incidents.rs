@@ -21,6 +21,8 @@ pub struct Firing {
     pub threshold: String,
     pub at_ms: i64,
     pub flapping: bool,
+    /// The new incident's SLA clock, JSON; kept on reopen.
+    pub sla_clock: String,
 }
 
 /// What the rules engine says about a key.
@@ -38,6 +40,24 @@ pub enum IncidentUpdate {
         value: String,
         at_ms: i64,
     },
+    /// SLA events of an incident and its updated clock.
+    Sla {
+        incident_id: i64,
+        clock: String,
+        events: Vec<HistoryEntry>,
+    },
+}
+
+/// One line of an incident's history: (at, action, detail).
+pub type HistoryEntry = (i64, String, String);
+
+/// An incident whose SLA clock is running.
+#[derive(Debug, Clone)]
+pub struct SlaPending {
+    pub incident_id: i64,
+    pub clock: String,
+    pub acknowledged_at: Option<i64>,
+    pub resolved_at: Option<i64>,
 }
 
 /// What applying an update did, for logs and notifications.
@@ -98,8 +118,8 @@ pub fn apply(
                 _ => {
                     conn.prepare_cached(
                         "INSERT INTO incidents (rule_id, agent_id, incident_key, severity, title, description, state,
-                                opened_at, last_seen_at, first_value, last_value, peak_value, threshold, flapping)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?7, ?8, ?8, ?9, ?10, ?11)",
+                                opened_at, last_seen_at, first_value, last_value, peak_value, threshold, flapping, sla_clock)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
                     )?
                     .execute(params![
                         f.rule_id,
@@ -112,7 +132,8 @@ pub fn apply(
                         f.value,
                         f.numeric,
                         f.threshold,
-                        f.flapping
+                        f.flapping,
+                        f.sla_clock
                     ])?;
                     let id = conn.last_insert_rowid();
                     event(
@@ -157,7 +178,37 @@ pub fn apply(
             }
             None => Ok(Applied::Nothing),
         },
+        IncidentUpdate::Sla {
+            incident_id,
+            clock,
+            events,
+        } => {
+            conn.prepare_cached("UPDATE incidents SET sla_clock = ?2 WHERE incident_id = ?1")?
+                .execute(params![incident_id, clock])?;
+            for (at, action, detail) in events {
+                event(conn, *incident_id, *at, action, detail)?;
+            }
+            Ok(Applied::Updated(*incident_id))
+        }
     }
+}
+
+/// Open and acknowledged incidents with an SLA clock: (id, clock JSON,
+/// acknowledged at, resolved at).
+pub fn sla_pending(conn: &Connection) -> rusqlite::Result<Vec<SlaPending>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT incident_id, sla_clock, acknowledged_at, resolved_at FROM incidents
+         WHERE state IN ('open', 'acknowledged') AND sla_clock != ''",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SlaPending {
+            incident_id: r.get(0)?,
+            clock: r.get(1)?,
+            acknowledged_at: r.get(2)?,
+            resolved_at: r.get(3)?,
+        })
+    })?;
+    rows.collect()
 }
 
 fn open_incident(conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
@@ -228,6 +279,7 @@ mod tests {
             threshold: "> 95%".into(),
             at_ms: at,
             flapping: false,
+            sla_clock: String::new(),
         })
     }
 

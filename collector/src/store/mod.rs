@@ -219,6 +219,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE incidents ADD COLUMN acknowledged_by TEXT NOT NULL DEFAULT '';
     ALTER TABLE incidents ADD COLUMN resolved_by TEXT NOT NULL DEFAULT '';
     "#,
+    // 5: the incident's SLA clock (JSON of `sla::SlaClock`: due times and
+    // which warnings/breaches were already recorded).
+    r#"
+    ALTER TABLE incidents ADD COLUMN sla_clock TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// Opens (creating if needed) the database read-write, applies pending
