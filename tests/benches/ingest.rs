@@ -22,6 +22,10 @@ const METRICS_PER_REPORT: usize = 40;
 const RUN: Duration = Duration::from_secs(8);
 
 fn report(seq: u64, fs_pct: f64) -> AgentMessage {
+    report_on(seq, fs_pct, "/")
+}
+
+fn report_on(seq: u64, fs_pct: f64, mount: &str) -> AgentMessage {
     let mut metrics: Vec<Metric> = (0..METRICS_PER_REPORT - 1)
         .map(|i| Metric {
             name: format!("bench.m{i}"),
@@ -37,7 +41,7 @@ fn report(seq: u64, fs_pct: f64) -> AgentMessage {
         name: "fs.used_pct".into(),
         labels: vec![Label {
             name: "mount".into(),
-            value: "/".into(),
+            value: mount.into(),
         }],
         value: fs_pct,
         at_unix_ms: 0,
@@ -152,10 +156,12 @@ async fn breach_latency() {
         .into_inner();
     let conn = db(&data);
     let mut samples = Vec::new();
+    // Each breach is on its own filesystem (its own incident key): the same
+    // key breaching and recovering over and over would be flap-damped.
     for i in 0..20u64 {
-        // Alternate breach (99%) and recovery (10%) so each breach opens or reopens.
-        let seq = 2 * i + 1;
-        tx.send(report(seq, 99.0)).await.unwrap();
+        let seq = i + 1;
+        let mount = format!("/data{i}");
+        tx.send(report_on(seq, 99.0, &mount)).await.unwrap();
         loop {
             if let Ok(Some(m)) = inbound.message().await
                 && matches!(m.kind, Some(collector_message::Kind::Ack(ref a)) if a.sequence == seq)
@@ -164,23 +170,18 @@ async fn breach_latency() {
             }
         }
         let acked = Instant::now();
-        let opened = |c: &rusqlite::Connection| -> bool {
+        let opened = |c: &rusqlite::Connection| -> i64 {
             c.query_row(
-                "SELECT count(*) FROM incidents WHERE rule_id = 'fs.used.critical' AND state = 'open'",
+                "SELECT count(*) FROM incidents WHERE rule_id = 'fs.used.critical'",
                 [],
                 |r| r.get::<_, i64>(0),
             )
             .unwrap_or(0)
-                > 0
         };
-        while !opened(&conn) {
+        while opened(&conn) < seq as i64 {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         samples.push(acked.elapsed());
-        tx.send(report(seq + 1, 10.0)).await.unwrap();
-        while opened(&conn) {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
     }
     samples.sort();
     println!(
