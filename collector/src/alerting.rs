@@ -21,7 +21,7 @@ use crate::rules::{
 use crate::sla::{Severity as SlaSeverity, SlaClock, SlaEvent, SlaPolicy};
 use crate::store::incidents::{Applied, Firing, HistoryEntry, IncidentUpdate};
 use crate::store::writer::Committed;
-use crate::store::{self, WriterHandle};
+use crate::store::{self, Silence, WriterHandle};
 
 /// How often the engine is ticked without new data.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -38,6 +38,8 @@ pub struct Alerting {
     pub clock: Arc<dyn Clock>,
     pub reopen_window_ms: i64,
     pub sla: SlaPolicy,
+    /// Current and upcoming silences, refreshed every [`SLA_TICK`].
+    pub silences: Vec<Silence>,
     /// New rule sets (SIGHUP, `xunjian rules reload`), already validated.
     pub reload: mpsc::Receiver<RuleSet>,
     pub shutdown: CancellationToken,
@@ -53,6 +55,7 @@ impl Alerting {
             self.engine.set_host(facts);
         }
         let mut known: HashMap<String, HostFacts> = HashMap::new();
+        self.silences = load_silences(&self.read, self.clock.now_ms()).await;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sla_tick = tokio::time::interval(SLA_TICK);
@@ -94,6 +97,7 @@ impl Alerting {
                     self.engine.tick(now, &|agent: &str| last_seen.get(agent).copied())
                 }
                 _ = sla_tick.tick() => {
+                    self.silences = load_silences(&self.read, self.clock.now_ms()).await;
                     self.advance_sla().await;
                     continue;
                 }
@@ -118,10 +122,10 @@ impl Alerting {
             if transitions.is_empty() {
                 continue;
             }
-            let sla = &self.sla;
+            let (sla, silences) = (&self.sla, &self.silences);
             let updates: Vec<IncidentUpdate> = transitions
                 .into_iter()
-                .filter_map(|t| to_update(t, sla))
+                .filter_map(|t| to_update(t, sla, silences))
                 .collect();
             match self.writer.incidents(updates, self.reopen_window_ms).await {
                 Ok(applied) => {
@@ -186,6 +190,22 @@ impl Alerting {
         }
         if let Err(e) = self.writer.incidents(updates, self.reopen_window_ms).await {
             tracing::error!(error = %e, "cannot record SLA events");
+        }
+    }
+}
+
+async fn load_silences(read: &Arc<Mutex<Connection>>, now_ms: i64) -> Vec<Silence> {
+    let read = read.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let conn = read.lock().unwrap_or_else(|e| e.into_inner());
+        store::active_silences(&conn, now_ms)
+    })
+    .await;
+    match result {
+        Ok(Ok(s)) => s,
+        _ => {
+            tracing::warn!("cannot read silences; none applied until the next refresh");
+            Vec::new()
         }
     }
 }
@@ -268,7 +288,7 @@ fn value_parts(v: &Value) -> (String, Option<f64>) {
     }
 }
 
-fn to_update(t: Transition, sla: &SlaPolicy) -> Option<IncidentUpdate> {
+fn to_update(t: Transition, sla: &SlaPolicy, silences: &[Silence]) -> Option<IncidentUpdate> {
     Some(match t {
         Transition::Firing {
             key,
@@ -283,7 +303,19 @@ fn to_update(t: Transition, sla: &SlaPolicy) -> Option<IncidentUpdate> {
         } => {
             let agent_id = Uuid::parse_str(&key.agent_id).ok()?;
             let (value, numeric) = value_parts(&value);
+            let suppressed_by = silences
+                .iter()
+                .find(|s| s.matches(&key.agent_id, &rule_id, at_ms))
+                .map(|s| {
+                    format!(
+                        "silence {}: {} (until {})",
+                        s.silence_id,
+                        s.reason,
+                        store::fmt_time(s.ends_at)
+                    )
+                });
             IncidentUpdate::Firing(Firing {
+                suppressed_by,
                 sla_clock: new_clock(severity.as_str(), at_ms, sla),
                 rule_id,
                 agent_id,

@@ -88,6 +88,12 @@ pub enum Command {
         #[command(subcommand)]
         command: IncidentCommand,
     },
+    /// Silences and maintenance windows: matching incidents are recorded but
+    /// notify nobody and do not escalate.
+    Silence {
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
     /// Alerting rules.
     Rules {
         #[command(subcommand)]
@@ -143,6 +149,36 @@ pub enum IncidentCommand {
     },
     /// Close a resolved incident.
     Close { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Add one. Give --agent, --rule or both; --starts-in makes it a
+    /// maintenance window that begins later.
+    Add {
+        /// Agent id or unique prefix.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Rule id.
+        #[arg(long)]
+        rule: Option<String>,
+        /// How long it lasts, e.g. 2h.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Start later (maintenance window), e.g. 30m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        starts_in: Option<Duration>,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Current and upcoming silences.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a silence now.
+    Remove { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,6 +267,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Incidents { open, limit, json } => print_incidents(&config, open, limit, json),
         Command::Incident { command } => incident(&config, command),
+        Command::Silence { command } => silence(&config, command),
         Command::Serve => serve(config).await,
         Command::Up { listen, interval } => crate::up::up(config, listen, interval).await,
         Command::Hosts { json }
@@ -448,6 +485,71 @@ fn incident(config: &CollectorConfig, command: IncidentCommand) -> anyhow::Resul
         entry.action.as_str(),
         entry.actor
     );
+    Ok(())
+}
+
+fn silence(config: &CollectorConfig, command: SilenceCommand) -> anyhow::Result<()> {
+    let now = SystemClock.now_ms();
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    match command {
+        SilenceCommand::Add {
+            agent,
+            rule,
+            duration,
+            starts_in,
+            reason,
+        } => {
+            let mut conn = store::open(&config.database_path())?;
+            let agent = agent.map(|a| store::resolve_agent(&conn, &a)).transpose()?;
+            let starts = now.saturating_add(starts_in.map_or(0, ms));
+            let ends = starts.saturating_add(ms(duration));
+            let id = store::add_silence(
+                &mut conn,
+                agent,
+                rule.as_deref(),
+                starts,
+                ends,
+                &reason,
+                &actor(),
+                now,
+            )?;
+            println!("silence {id}: {} to {}", fmt_time(starts), fmt_time(ends));
+        }
+        SilenceCommand::List { json } => {
+            let conn = store::open_read_only(&config.database_path())?;
+            let rows = store::active_silences(&conn, now)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            println!(
+                "{:>4} {:<21} {:<21} {:<9} {:<24} REASON",
+                "ID", "FROM", "UNTIL", "AGENT", "RULE"
+            );
+            for s in &rows {
+                println!(
+                    "{:>4} {:<21} {:<21} {:<9} {:<24} {}",
+                    s.silence_id,
+                    fmt_time(s.starts_at),
+                    fmt_time(s.ends_at),
+                    s.agent_id.as_deref().map_or("*", |a| &a[..8.min(a.len())]),
+                    s.rule_id.as_deref().unwrap_or("*"),
+                    s.reason
+                );
+            }
+            if rows.is_empty() {
+                println!("(no silences)");
+            }
+        }
+        SilenceCommand::Remove { id } => {
+            let mut conn = store::open(&config.database_path())?;
+            if store::remove_silence(&mut conn, id, &actor(), now)? {
+                println!("silence {id} removed");
+            } else {
+                anyhow::bail!("no active silence {id}");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -120,6 +120,7 @@ impl Collector {
                 .sla
                 .policy()
                 .map_err(|e| ServeError::Rules(e.to_string()))?,
+            silences: Vec::new(),
             shutdown: shutdown.clone(),
         };
         spawn_reload_on_sighup(config.clone(), reload_tx, shutdown.clone());

@@ -134,3 +134,70 @@ async fn a_breach_opens_one_incident_that_resolves_when_the_value_recovers() {
     agent.stop().await;
     collector.stop().await;
 }
+
+#[tokio::test]
+async fn a_silenced_problem_is_recorded_but_suppressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let mut config = collector_config(&data, 0);
+    config.alerting.rules_file = Some(rules);
+    let collector = TestCollector::start_with(config.clone()).await;
+    let port = collector.addr.port();
+    let agent_dir = dir.path().join("agent");
+    let creds = enroll_agent(&data, &collector.url(), &agent_dir).await;
+    // Maintenance on this host, for the next hour; the collector picks up
+    // silences at start and every 10 s, so restart it to be deterministic.
+    {
+        let mut conn = xunjian_collector::store::open(&data.join("xunjian.db")).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        xunjian_collector::store::add_silence(
+            &mut conn,
+            Some(creds.agent_id),
+            None,
+            now - 1_000,
+            now + 3_600_000,
+            "disk replacement",
+            "test",
+            now,
+        )
+        .unwrap();
+    }
+    collector.stop().await;
+    config.server.listen.set_port(port);
+    let collector = TestCollector::start_with(config).await;
+    let url = collector.url();
+
+    let script = dir.path().join("check_fill.sh");
+    std::fs::write(&script, "echo \"FILL 99 | used=99%\"\nexit 0\n").unwrap();
+    let mut agent_config = agent_config(&agent_dir, &url, Duration::from_secs(3600));
+    agent_config.collect.areas = vec!["system".into(), "plugins".into()];
+    agent_config.checks = vec![
+        toml::from_str(&format!(
+            "id = \"fill\"\ncommand = [\"/bin/sh\", \"{}\"]\ninterval = \"24h\"\n",
+            script.display()
+        ))
+        .unwrap(),
+    ];
+    let agent = TestAgent::start(&agent_config).await;
+    let conn = db(&data);
+    wait_until("the incident to be recorded", || {
+        incident_state(&conn).is_some()
+    })
+    .await;
+    let (suppressed, why): (bool, String) = conn
+        .query_row(
+            "SELECT i.suppressed, e.detail FROM incidents i JOIN incident_events e USING (incident_id) WHERE e.action = 'suppressed'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(suppressed);
+    assert!(why.contains("disk replacement"), "{why}");
+    agent.stop().await;
+    collector.stop().await;
+}

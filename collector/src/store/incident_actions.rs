@@ -227,6 +227,7 @@ mod tests {
             at_ms: 1_000,
             flapping: false,
             sla_clock: String::new(),
+            suppressed_by: None,
         });
         apply(&conn, &firing, 3_600_000).unwrap();
         (dir, conn, 1)

@@ -23,6 +23,9 @@ pub struct Firing {
     pub flapping: bool,
     /// The new incident's SLA clock, JSON; kept on reopen.
     pub sla_clock: String,
+    /// A silence or maintenance window covers it: recorded, nobody notified,
+    /// no escalation. The text says which.
+    pub suppressed_by: Option<String>,
 }
 
 /// What the rules engine says about a key.
@@ -118,8 +121,9 @@ pub fn apply(
                 _ => {
                     conn.prepare_cached(
                         "INSERT INTO incidents (rule_id, agent_id, incident_key, severity, title, description, state,
-                                opened_at, last_seen_at, first_value, last_value, peak_value, threshold, flapping, sla_clock)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
+                                opened_at, last_seen_at, first_value, last_value, peak_value, threshold, flapping, sla_clock,
+                                suppressed)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13)",
                     )?
                     .execute(params![
                         f.rule_id,
@@ -133,9 +137,13 @@ pub fn apply(
                         f.numeric,
                         f.threshold,
                         f.flapping,
-                        f.sla_clock
+                        f.sla_clock,
+                        f.suppressed_by.is_some()
                     ])?;
                     let id = conn.last_insert_rowid();
+                    if let Some(why) = &f.suppressed_by {
+                        event(conn, id, f.at_ms, "suppressed", why)?;
+                    }
                     event(
                         conn,
                         id,
@@ -198,7 +206,7 @@ pub fn apply(
 pub fn sla_pending(conn: &Connection) -> rusqlite::Result<Vec<SlaPending>> {
     let mut stmt = conn.prepare_cached(
         "SELECT incident_id, sla_clock, acknowledged_at, resolved_at FROM incidents
-         WHERE state IN ('open', 'acknowledged') AND sla_clock != ''",
+         WHERE state IN ('open', 'acknowledged') AND sla_clock != '' AND suppressed = 0",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(SlaPending {
@@ -280,6 +288,7 @@ mod tests {
             at_ms: at,
             flapping: false,
             sla_clock: String::new(),
+            suppressed_by: None,
         })
     }
 

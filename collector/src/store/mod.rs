@@ -224,6 +224,22 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE incidents ADD COLUMN sla_clock TEXT NOT NULL DEFAULT '';
     "#,
+    // 6: silences and maintenance windows (a maintenance window is a silence
+    // that starts later). Matching incidents are recorded but suppressed.
+    r#"
+    CREATE TABLE silences (
+        silence_id INTEGER PRIMARY KEY,
+        agent_id TEXT REFERENCES agents(agent_id),
+        rule_id TEXT,
+        starts_at INTEGER NOT NULL,
+        ends_at INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        removed_at INTEGER,
+        CHECK (ends_at > starts_at)
+    );
+    "#,
 ];
 
 /// Opens (creating if needed) the database read-write, applies pending
