@@ -15,6 +15,7 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
+use crate::notify::{Notification, NotificationKind, Notifier};
 use crate::rules::{
     Engine, HostFacts, IncidentKey, RuleSet, SPOOL_DROPPED_METRIC, Status, Transition, Value,
 };
@@ -40,6 +41,8 @@ pub struct Alerting {
     pub sla: SlaPolicy,
     /// Current and upcoming silences, refreshed every [`SLA_TICK`].
     pub silences: Vec<Silence>,
+    /// Where incidents are announced; `None` without `[notify]` targets.
+    pub notifier: Option<Notifier>,
     /// New rule sets (SIGHUP, `xunjian rules reload`), already validated.
     pub reload: mpsc::Receiver<RuleSet>,
     pub shutdown: CancellationToken,
@@ -129,18 +132,21 @@ impl Alerting {
                 .collect();
             match self.writer.incidents(updates, self.reopen_window_ms).await {
                 Ok(applied) => {
+                    let mut notices = Vec::new();
                     for a in applied {
                         match a {
-                            Applied::Opened(id) => tracing::warn!(incident = id, "incident opened"),
-                            Applied::Reopened(id) => {
-                                tracing::warn!(incident = id, "incident reopened")
+                            Applied::Opened(id) | Applied::Reopened(id) => {
+                                tracing::warn!(incident = id, "incident opened");
+                                notices.push((id, NotificationKind::Opened));
                             }
                             Applied::Resolved(id) => {
-                                tracing::info!(incident = id, "incident resolved automatically")
+                                tracing::info!(incident = id, "incident resolved automatically");
+                                notices.push((id, NotificationKind::Resolved));
                             }
                             Applied::Updated(_) | Applied::Nothing => {}
                         }
                     }
+                    self.announce(notices).await;
                 }
                 Err(e) => tracing::error!(error = %e, "cannot record incident changes"),
             }
@@ -176,6 +182,7 @@ impl Alerting {
         if updates.is_empty() {
             return;
         }
+        let mut notices = Vec::new();
         for u in &updates {
             if let IncidentUpdate::Sla {
                 incident_id,
@@ -185,11 +192,61 @@ impl Alerting {
             {
                 for (_, action, detail) in events {
                     tracing::warn!(incident = incident_id, %action, %detail, "SLA");
+                    match action.as_str() {
+                        "sla.pre_breach" => {
+                            notices.push((*incident_id, NotificationKind::PreBreach))
+                        }
+                        "sla.breach" => notices.push((*incident_id, NotificationKind::Breach)),
+                        _ => {}
+                    }
                 }
             }
         }
-        if let Err(e) = self.writer.incidents(updates, self.reopen_window_ms).await {
-            tracing::error!(error = %e, "cannot record SLA events");
+        match self.writer.incidents(updates, self.reopen_window_ms).await {
+            Ok(_) => self.announce(notices).await,
+            Err(e) => tracing::error!(error = %e, "cannot record SLA events"),
+        }
+    }
+
+    /// Hands notifications to the notifier (never waits on delivery);
+    /// suppressed incidents notify nobody.
+    async fn announce(&self, notices: Vec<(i64, NotificationKind)>) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        if notices.is_empty() {
+            return;
+        }
+        let read = self.read.clone();
+        let now = time(self.clock.now_ms());
+        let rows = tokio::task::spawn_blocking(move || {
+            let conn = read.lock().unwrap_or_else(|e| e.into_inner());
+            notices
+                .into_iter()
+                .filter_map(|(id, kind)| {
+                    store::incident_for_notice(&conn, id)
+                        .ok()
+                        .flatten()
+                        .map(|r| (id, kind, r))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (id, kind, n) in rows {
+            if n.suppressed {
+                continue;
+            }
+            notifier.notify(Notification {
+                kind,
+                incident_id: id,
+                severity: n.severity,
+                host: n.hostname,
+                title: n.title,
+                value: n.last_value,
+                threshold: n.threshold,
+                at: now,
+            });
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct CollectorConfig {
     /// SLA budgets per severity and the calendars (7x24, 5x8 with holidays).
     #[serde(default)]
     pub sla: crate::sla::SlaConfig,
+    /// Where incidents are announced (webhooks, WeCom, DingTalk, Slack, email).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// Where the rules come from.
@@ -242,6 +245,12 @@ impl CollectorConfig {
         }
         if let Err(e) = self.sla.policy() {
             return Err(invalid(e.field, e.reason));
+        }
+        if let Err(e) = self.notify.validate() {
+            return Err(ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            });
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(invalid("storage.data_dir", "must not be empty".into()));

@@ -10,6 +10,7 @@ pub mod config;
 pub mod incidents;
 pub mod ingest;
 pub mod inventory_diff;
+pub mod notify;
 pub mod pki;
 pub mod rules;
 pub mod server;

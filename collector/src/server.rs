@@ -105,6 +105,18 @@ impl Collector {
             shutdown.clone(),
         )?;
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+        let notifier = if config.notify.targets.is_empty() {
+            None
+        } else {
+            let targets = config
+                .notify
+                .resolve(|name| std::env::var(name).ok())
+                .map_err(|e| ServeError::Rules(e.to_string()))?;
+            let (notifier, _task) =
+                crate::notify::Notifier::start(&config.notify, targets, Default::default())
+                    .map_err(|e| ServeError::Rules(e.to_string()))?;
+            Some(notifier)
+        };
         let alerting = Alerting {
             engine: crate::rules::Engine::new(rules),
             committed: committed_rx,
@@ -121,6 +133,7 @@ impl Collector {
                 .policy()
                 .map_err(|e| ServeError::Rules(e.to_string()))?,
             silences: Vec::new(),
+            notifier,
             shutdown: shutdown.clone(),
         };
         spawn_reload_on_sighup(config.clone(), reload_tx, shutdown.clone());

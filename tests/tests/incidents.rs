@@ -20,6 +20,52 @@ threshold = 90
 recover_threshold = 80
 "#;
 
+/// A real HTTP endpoint on 127.0.0.1 that answers 200 and hands every
+/// request body to the test.
+async fn webhook_receiver() -> (String, tokio::sync::mpsc::Receiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            let body =
+                                String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                            let _ = tx.send(body).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
 fn incident_state(conn: &rusqlite::Connection) -> Option<(i64, String, i64)> {
     conn.query_row(
         "SELECT incident_id, state, occurrences FROM incidents WHERE rule_id = 'fill.high' ORDER BY incident_id DESC LIMIT 1",
@@ -37,6 +83,11 @@ async fn a_breach_opens_one_incident_that_resolves_when_the_value_recovers() {
     std::fs::write(&rules, RULES).unwrap();
     let mut config = collector_config(&data, 0);
     config.alerting.rules_file = Some(rules);
+    let (hook, mut received) = webhook_receiver().await;
+    config.notify = toml::from_str(&format!(
+        "group_wait = \"0s\"\ngroup_interval = \"1s\"\n[[targets]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{hook}\"\n"
+    ))
+    .unwrap();
     let collector = TestCollector::start_with(config).await;
     let url = collector.url();
 
@@ -130,6 +181,22 @@ async fn a_breach_opens_one_incident_that_resolves_when_the_value_recovers() {
         .unwrap();
     assert!(resolution.starts_with("automatic"), "{resolution}");
     assert_eq!(events, 2, "open and auto-resolve");
+
+    // The webhook heard about the opening and the resolution (grouped per
+    // host, so possibly in one message), as JSON naming the incident.
+    let mut heard = String::new();
+    while !(heard.contains("opened") && heard.contains("resolved")) {
+        let body = tokio::time::timeout(PATIENCE, received.recv())
+            .await
+            .expect("a notification within the patience")
+            .expect("receiver alive");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&body).is_ok(),
+            "not JSON: {body}"
+        );
+        heard.push_str(&body);
+    }
+    assert!(heard.contains("Fill on"), "{heard}");
 
     agent.stop().await;
     collector.stop().await;

@@ -184,13 +184,17 @@ impl Channel {
 impl NotifyConfig {
     /// Checks everything that does not depend on the environment.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.resolve_with(|_| Some(String::new()), false).map(|_| ())
+        self.resolve_with(|_| Some(String::new()), false)
+            .map(|_| ())
     }
 
     /// Validates and builds the targets, reading passwords through `env`
     /// (normally `|name| std::env::var(name).ok()`; injected so tests need
     /// not touch the process environment).
-    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<Vec<Target>, ConfigError> {
+    pub fn resolve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Target>, ConfigError> {
         self.resolve_with(env, true)
     }
 
@@ -219,7 +223,10 @@ impl NotifyConfig {
                 return Err(err(field, "must not be empty"));
             }
             if name != t.name || t.name.chars().any(char::is_control) {
-                return Err(err(field, "must not have surrounding spaces or control characters"));
+                return Err(err(
+                    field,
+                    "must not have surrounding spaces or control characters",
+                ));
             }
             if !names.insert(t.name.as_str()) {
                 return Err(err(field, format!("duplicate target name {:?}", t.name)));
@@ -236,7 +243,10 @@ impl NotifyConfig {
                     ));
                 }
                 if *esc == t.name {
-                    return Err(err(format!("{p}.escalation_to"), "a target cannot escalate to itself"));
+                    return Err(err(
+                        format!("{p}.escalation_to"),
+                        "a target cannot escalate to itself",
+                    ));
                 }
             }
             let channel = match t.kind {
@@ -266,7 +276,10 @@ fn is_loopback(host: &str) -> bool {
 /// a `url` on an email target is almost certainly a mistake.
 fn reject(p: &str, field: &str, present: bool, kind: &str) -> Result<(), ConfigError> {
     if present {
-        return Err(err(format!("{p}.{field}"), format!("not used by {kind} targets")));
+        return Err(err(
+            format!("{p}.{field}"),
+            format!("not used by {kind} targets"),
+        ));
     }
     Ok(())
 }
@@ -283,7 +296,8 @@ fn webhook(p: &str, t: &TargetConfig) -> Result<reqwest::Url, ConfigError> {
     let field = format!("{p}.url");
     let raw = t.url.as_deref().ok_or_else(|| err(&field, "is required"))?;
     // The message must not echo the URL: it usually carries the robot's key.
-    let url = reqwest::Url::parse(raw).map_err(|e| err(&field, format!("not a valid URL ({e})")))?;
+    let url =
+        reqwest::Url::parse(raw).map_err(|e| err(&field, format!("not a valid URL ({e})")))?;
     let host = url.host_str().unwrap_or_default().to_owned();
     if host.is_empty() {
         return Err(err(&field, "has no host"));
@@ -329,11 +343,24 @@ fn email(
     }
     let credentials = match (&t.username, &t.password_env) {
         (None, None) => None,
-        (Some(_), None) => return Err(err(format!("{p}.password_env"), "is required with username")),
-        (None, Some(_)) => return Err(err(format!("{p}.username"), "is required with password_env")),
+        (Some(_), None) => {
+            return Err(err(
+                format!("{p}.password_env"),
+                "is required with username",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                format!("{p}.username"),
+                "is required with password_env",
+            ));
+        }
         (Some(user), Some(var)) => {
             if var.is_empty() {
-                return Err(err(format!("{p}.password_env"), "must name an environment variable"));
+                return Err(err(
+                    format!("{p}.password_env"),
+                    "must name an environment variable",
+                ));
             }
             let password = match env(var) {
                 Some(pw) if !pw.is_empty() => pw,
@@ -384,7 +411,9 @@ mod tests {
         struct File {
             notify: NotifyConfig,
         }
-        toml::from_str::<File>(s).map(|f| f.notify).map_err(|e| e.to_string())
+        toml::from_str::<File>(s)
+            .map(|f| f.notify)
+            .map_err(|e| e.to_string())
     }
 
     fn resolve_err(s: &str) -> String {
@@ -432,7 +461,7 @@ escalation_only = true
         };
         assert_eq!(e.port, 465);
         assert_eq!(e.to.len(), 2);
-        assert_eq!(e.credentials.as_ref().unwrap().1 .0, "s3cret");
+        assert_eq!(e.credentials.as_ref().unwrap().1.0, "s3cret");
         // Secrets stay out of Debug output (and hence out of logs).
         let dbg = format!("{targets:?}");
         assert!(!dbg.contains("s3cret") && !dbg.contains("key=abc"), "{dbg}");
@@ -447,11 +476,13 @@ escalation_only = true
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let e = parse("[notify]\n[[notify.targets]]\nname='a'\nkind='slack'\nurll='x'\n").unwrap_err();
+        let e =
+            parse("[notify]\n[[notify.targets]]\nname='a'\nkind='slack'\nurll='x'\n").unwrap_err();
         assert!(e.contains("urll"), "{e}");
         let e = parse("[notify]\ngroup_intervall='1s'\n").unwrap_err();
         assert!(e.contains("group_intervall"), "{e}");
-        let e = parse("[notify]\n[[notify.targets]]\nname='a'\nkind='teams'\nurl='x'\n").unwrap_err();
+        let e =
+            parse("[notify]\n[[notify.targets]]\nname='a'\nkind='teams'\nurl='x'\n").unwrap_err();
         assert!(e.contains("teams"), "{e}");
     }
 
@@ -460,34 +491,98 @@ escalation_only = true
         let t = |body: &str| format!("[notify]\n[[notify.targets]]\nname='a'\n{body}\n");
         let cases: &[(String, &str)] = &[
             (t("kind='slack'"), "notify.targets[0].url: is required"),
-            (t("kind='slack'\nurl='not a url'"), "notify.targets[0].url: not a valid URL"),
-            (t("kind='slack'\nurl='http://hooks.slack.com/x'"), "notify.targets[0].url: must use https"),
-            (t("kind='webhook'\nurl='ftp://h/x'"), "notify.targets[0].url: unsupported scheme"),
-            (t("kind='webhook'\nurl='https://h/x'\nto=['a@b.c']"), "notify.targets[0].to: not used by webhook"),
-            (t("kind='email'\nsmtp_host='h'\nfrom='a@b.c'\nto=['x@y.z']\nurl='https://h'"), "notify.targets[0].url: not used by email"),
-            (t("kind='email'\nfrom='a@b.c'\nto=['x@y.z']"), "notify.targets[0].smtp_host: is required"),
-            (t("kind='email'\nsmtp_host='h'\nto=['x@y.z']"), "notify.targets[0].from: is required"),
-            (t("kind='email'\nsmtp_host='h'\nfrom='nope'\nto=['x@y.z']"), "notify.targets[0].from: not a valid address"),
-            (t("kind='email'\nsmtp_host='h'\nfrom='a@b.c'"), "notify.targets[0].to: needs at least one"),
-            (t("kind='email'\nsmtp_host='h'\nfrom='a@b.c'\nto=['x@y.z','bad']"), "notify.targets[0].to[1]: not a valid address"),
-            (t("kind='email'\nsmtp_host='h'\nfrom='a@b.c'\nto=['x@y.z']\nusername='u'"), "notify.targets[0].password_env: is required with username"),
-            (t("kind='email'\nsmtp_host='mail.example.com'\nsecurity='none'\nfrom='a@b.c'\nto=['x@y.z']"), "notify.targets[0].security: \"none\" is only allowed"),
-            (t("kind='slack'\nurl='https://h/x'\nescalation_to='b'"), "notify.targets[0].escalation_to: no target is named \"b\""),
-            (t("kind='slack'\nurl='https://h/x'\nescalation_to='a'"), "notify.targets[0].escalation_to: a target cannot escalate to itself"),
-            (format!("{}[[notify.targets]]\nname='a'\nkind='slack'\nurl='https://h/y'\n", t("kind='slack'\nurl='https://h/x'")), "notify.targets[1].name: duplicate target name"),
-            (t("kind='slack'\nurl='https://h/x'").replace("name='a'", "name=' '"), "notify.targets[0].name: must not be empty"),
-            ("[notify]\ngroup_interval='0s'\n".into(), "notify.group_interval: must be more than 0s"),
-            ("[notify]\ngroup_interval='10s'\ngroup_wait='20s'\n".into(), "notify.group_wait: must not be longer"),
+            (
+                t("kind='slack'\nurl='not a url'"),
+                "notify.targets[0].url: not a valid URL",
+            ),
+            (
+                t("kind='slack'\nurl='http://hooks.slack.com/x'"),
+                "notify.targets[0].url: must use https",
+            ),
+            (
+                t("kind='webhook'\nurl='ftp://h/x'"),
+                "notify.targets[0].url: unsupported scheme",
+            ),
+            (
+                t("kind='webhook'\nurl='https://h/x'\nto=['a@b.c']"),
+                "notify.targets[0].to: not used by webhook",
+            ),
+            (
+                t("kind='email'\nsmtp_host='h'\nfrom='a@b.c'\nto=['x@y.z']\nurl='https://h'"),
+                "notify.targets[0].url: not used by email",
+            ),
+            (
+                t("kind='email'\nfrom='a@b.c'\nto=['x@y.z']"),
+                "notify.targets[0].smtp_host: is required",
+            ),
+            (
+                t("kind='email'\nsmtp_host='h'\nto=['x@y.z']"),
+                "notify.targets[0].from: is required",
+            ),
+            (
+                t("kind='email'\nsmtp_host='h'\nfrom='nope'\nto=['x@y.z']"),
+                "notify.targets[0].from: not a valid address",
+            ),
+            (
+                t("kind='email'\nsmtp_host='h'\nfrom='a@b.c'"),
+                "notify.targets[0].to: needs at least one",
+            ),
+            (
+                t("kind='email'\nsmtp_host='h'\nfrom='a@b.c'\nto=['x@y.z','bad']"),
+                "notify.targets[0].to[1]: not a valid address",
+            ),
+            (
+                t("kind='email'\nsmtp_host='h'\nfrom='a@b.c'\nto=['x@y.z']\nusername='u'"),
+                "notify.targets[0].password_env: is required with username",
+            ),
+            (
+                t(
+                    "kind='email'\nsmtp_host='mail.example.com'\nsecurity='none'\nfrom='a@b.c'\nto=['x@y.z']",
+                ),
+                "notify.targets[0].security: \"none\" is only allowed",
+            ),
+            (
+                t("kind='slack'\nurl='https://h/x'\nescalation_to='b'"),
+                "notify.targets[0].escalation_to: no target is named \"b\"",
+            ),
+            (
+                t("kind='slack'\nurl='https://h/x'\nescalation_to='a'"),
+                "notify.targets[0].escalation_to: a target cannot escalate to itself",
+            ),
+            (
+                format!(
+                    "{}[[notify.targets]]\nname='a'\nkind='slack'\nurl='https://h/y'\n",
+                    t("kind='slack'\nurl='https://h/x'")
+                ),
+                "notify.targets[1].name: duplicate target name",
+            ),
+            (
+                t("kind='slack'\nurl='https://h/x'").replace("name='a'", "name=' '"),
+                "notify.targets[0].name: must not be empty",
+            ),
+            (
+                "[notify]\ngroup_interval='0s'\n".into(),
+                "notify.group_interval: must be more than 0s",
+            ),
+            (
+                "[notify]\ngroup_interval='10s'\ngroup_wait='20s'\n".into(),
+                "notify.group_wait: must not be longer",
+            ),
         ];
         for (toml, want) in cases {
             let got = resolve_err(toml);
-            assert!(got.starts_with(want), "config:\n{toml}\nwant: {want}\ngot:  {got}");
+            assert!(
+                got.starts_with(want),
+                "config:\n{toml}\nwant: {want}\ngot:  {got}"
+            );
         }
     }
 
     #[test]
     fn url_errors_do_not_echo_the_url() {
-        let got = resolve_err("[notify]\n[[notify.targets]]\nname='a'\nkind='slack'\nurl='http://hooks.example.com/T0/secretkey'\n");
+        let got = resolve_err(
+            "[notify]\n[[notify.targets]]\nname='a'\nkind='slack'\nurl='http://hooks.example.com/T0/secretkey'\n",
+        );
         assert!(!got.contains("secretkey"), "{got}");
     }
 

@@ -118,9 +118,8 @@ impl Grouper {
                 g.last_sent = Some(now);
             }
         }
-        self.groups.retain(|_, g| {
-            g.first_at.is_some() || g.last_sent.is_some_and(|l| l + interval > now)
-        });
+        self.groups
+            .retain(|_, g| g.first_at.is_some() || g.last_sent.is_some_and(|l| l + interval > now));
         out
     }
 
@@ -174,14 +173,21 @@ mod tests {
         let t0 = Instant::now();
         let mut g = Grouper::new(5 * S, 30 * S);
         for i in 0..10 {
-            g.push("ops", n(Opened, i, "web-1", "95%"), t0 + S * (i as u32) / 10);
+            g.push(
+                "ops",
+                n(Opened, i, "web-1", "95%"),
+                t0 + S * (i as u32) / 10,
+            );
         }
         g.push("ops", n(Opened, 100, "db-1", "1"), t0 + 2 * S);
         assert_eq!(g.next_due(), Some(t0 + 5 * S));
         assert!(g.due(t0 + 4 * S).is_empty(), "group_wait not over");
         let out = g.due(t0 + 5 * S);
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].target.as_str(), out[0].host.as_str()), ("ops", "web-1"));
+        assert_eq!(
+            (out[0].target.as_str(), out[0].host.as_str()),
+            ("ops", "web-1")
+        );
         assert_eq!(out[0].notifications.len(), 10);
         let out = g.due(t0 + 7 * S);
         assert_eq!(out.len(), 1);
@@ -235,7 +241,10 @@ mod tests {
             .iter()
             .map(|x| (x.incident_id, x.kind, x.value.as_str()))
             .collect();
-        assert_eq!(got, [(1, Opened, "97%"), (2, Breach, "y"), (3, Resolved, "0")]);
+        assert_eq!(
+            got,
+            [(1, Opened, "97%"), (2, Breach, "y"), (3, Resolved, "0")]
+        );
     }
 
     #[test]

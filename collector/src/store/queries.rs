@@ -532,6 +532,40 @@ pub struct IncidentRow {
     pub flapping: bool,
 }
 
+/// What a notification about an incident needs.
+#[derive(Debug, Clone)]
+pub struct IncidentNotice {
+    pub severity: String,
+    pub hostname: String,
+    pub title: String,
+    pub last_value: String,
+    pub threshold: String,
+    pub suppressed: bool,
+}
+
+pub fn incident_for_notice(
+    conn: &Connection,
+    id: i64,
+) -> Result<Option<IncidentNotice>, StoreError> {
+    conn.prepare_cached(
+        "SELECT i.severity, a.hostname, i.title, i.last_value, i.threshold, i.suppressed
+         FROM incidents i JOIN agents a USING (agent_id) WHERE i.incident_id = ?1",
+    )
+    .map_err(sql("reading the incident"))?
+    .query_row([id], |r| {
+        Ok(IncidentNotice {
+            severity: r.get(0)?,
+            hostname: r.get(1)?,
+            title: r.get(2)?,
+            last_value: r.get(3)?,
+            threshold: r.get(4)?,
+            suppressed: r.get(5)?,
+        })
+    })
+    .optional()
+    .map_err(sql("reading the incident"))
+}
+
 /// Incidents, newest first; only open and acknowledged ones with `open_only`.
 pub fn list_incidents(
     conn: &Connection,
