@@ -26,6 +26,8 @@ use crate::store::{self, Silence, WriterHandle};
 
 /// How often the engine is ticked without new data.
 pub const TICK: Duration = Duration::from_secs(1);
+/// How often hosts' labels and groups are re-read.
+pub const FACTS_REFRESH: Duration = Duration::from_secs(60);
 /// How often open incidents' SLA clocks are advanced (pre-breach, breach,
 /// escalation are recorded at most this late).
 pub const SLA_TICK: Duration = Duration::from_secs(10);
@@ -51,14 +53,18 @@ pub struct Alerting {
 impl Alerting {
     pub async fn run(mut self) {
         let mut last_seen: HashMap<String, i64> = HashMap::new();
+        let mut known: HashMap<String, HostFacts> = HashMap::new();
         for (facts, seen) in load_hosts(&self.read, None).await {
             if let Some(seen) = seen {
                 last_seen.insert(facts.agent_id.clone(), seen);
             }
-            self.engine.set_host(facts);
+            self.engine.set_host(facts.clone());
+            known.insert(facts.agent_id.clone(), facts);
         }
-        let mut known: HashMap<String, HostFacts> = HashMap::new();
         self.silences = load_silences(&self.read, self.clock.now_ms()).await;
+        // Labels and groups are set by operators at any time.
+        let mut facts_tick = tokio::time::interval(FACTS_REFRESH);
+        facts_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sla_tick = tokio::time::interval(SLA_TICK);
@@ -99,6 +105,13 @@ impl Alerting {
                     let now = self.clock.now_ms();
                     self.engine.tick(now, &|agent: &str| last_seen.get(agent).copied())
                 }
+                _ = facts_tick.tick() => {
+                    for (facts, _) in load_hosts(&self.read, None).await {
+                        self.engine.set_host(facts.clone());
+                        known.insert(facts.agent_id.clone(), facts);
+                    }
+                    continue;
+                }
                 _ = sla_tick.tick() => {
                     self.silences = load_silences(&self.read, self.clock.now_ms()).await;
                     self.advance_sla().await;
@@ -126,9 +139,15 @@ impl Alerting {
                 continue;
             }
             let (sla, silences) = (&self.sla, &self.silences);
+            let groups_of = |agent: &str| {
+                known
+                    .get(agent)
+                    .map(|f| f.groups.clone())
+                    .unwrap_or_default()
+            };
             let updates: Vec<IncidentUpdate> = transitions
                 .into_iter()
-                .filter_map(|t| to_update(t, sla, silences))
+                .filter_map(|t| to_update(t, sla, silences, &groups_of))
                 .collect();
             match self.writer.incidents(updates, self.reopen_window_ms).await {
                 Ok(applied) => {
@@ -345,7 +364,12 @@ fn value_parts(v: &Value) -> (String, Option<f64>) {
     }
 }
 
-fn to_update(t: Transition, sla: &SlaPolicy, silences: &[Silence]) -> Option<IncidentUpdate> {
+fn to_update(
+    t: Transition,
+    sla: &SlaPolicy,
+    silences: &[Silence],
+    groups_of: &dyn Fn(&str) -> Vec<String>,
+) -> Option<IncidentUpdate> {
     Some(match t {
         Transition::Firing {
             key,
@@ -362,7 +386,7 @@ fn to_update(t: Transition, sla: &SlaPolicy, silences: &[Silence]) -> Option<Inc
             let (value, numeric) = value_parts(&value);
             let suppressed_by = silences
                 .iter()
-                .find(|s| s.matches(&key.agent_id, &rule_id, at_ms))
+                .find(|s| s.matches(&key.agent_id, &groups_of(&key.agent_id), &rule_id, at_ms))
                 .map(|s| {
                     format!(
                         "silence {}: {} (until {})",
@@ -428,7 +452,8 @@ async fn load_hosts(
                         agent_id: row.agent_id,
                         hostname: row.hostname,
                         os_name: row.os_name,
-                        ..HostFacts::default()
+                        labels: row.labels,
+                        groups: row.groups,
                     },
                     row.last_seen_at,
                 )

@@ -118,6 +118,24 @@ pub enum AgentsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set a label on a host (`--remove` to drop it); rules and silences can
+    /// select hosts by label.
+    Label {
+        /// Agent id or unique prefix.
+        id: String,
+        /// name=value
+        label: String,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Put a host in a group (`--remove` to take it out).
+    Group {
+        /// Agent id or unique prefix.
+        id: String,
+        group: String,
+        #[arg(long)]
+        remove: bool,
+    },
     /// Revoke an agent: its open stream is closed and every later connection
     /// refused.
     Revoke {
@@ -159,6 +177,9 @@ pub enum SilenceCommand {
         /// Agent id or unique prefix.
         #[arg(long)]
         agent: Option<String>,
+        /// Hosts in this group (`xunjian agents group`).
+        #[arg(long)]
+        group: Option<String>,
         /// Rule id.
         #[arg(long)]
         rule: Option<String>,
@@ -277,6 +298,36 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Changes { agent, limit, json } => {
             print_changes(&config, agent.as_deref(), limit, json)
         }
+        Command::Agents {
+            command: AgentsCommand::Label { id, label, remove },
+        } => {
+            let (name, value) = match (label.split_once('='), remove) {
+                (Some((n, v)), false) if !v.is_empty() => (n, v),
+                (None, true) => (label.as_str(), ""),
+                _ => {
+                    eprintln!("xunjian: give a label as name=value, or a name with --remove");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            tag(
+                &config,
+                &id,
+                store::HostTag::Label {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                },
+            )
+        }
+        Command::Agents {
+            command: AgentsCommand::Group { id, group, remove },
+        } => tag(
+            &config,
+            &id,
+            store::HostTag::Group {
+                name: group,
+                member: !remove,
+            },
+        ),
         Command::Agents {
             command: AgentsCommand::Revoke { id, reason },
         } => revoke(&config, &id, &reason),
@@ -398,6 +449,24 @@ fn list_tokens(config: &CollectorConfig, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn tag(config: &CollectorConfig, id: &str, change: store::HostTag) -> anyhow::Result<()> {
+    let mut conn = store::open(&config.database_path())?;
+    let agent = store::resolve_agent(&conn, id)?;
+    store::tag_host(&mut conn, agent, &change, &actor(), SystemClock.now_ms())?;
+    match change {
+        store::HostTag::Label { name, value } if value.is_empty() => {
+            println!("agent {agent}: label {name} removed")
+        }
+        store::HostTag::Label { name, value } => println!("agent {agent}: label {name}={value}"),
+        store::HostTag::Group { name, member: true } => println!("agent {agent}: in group {name}"),
+        store::HostTag::Group {
+            name,
+            member: false,
+        } => println!("agent {agent}: out of group {name}"),
+    }
+    Ok(())
+}
+
 fn revoke(config: &CollectorConfig, id: &str, reason: &str) -> anyhow::Result<()> {
     let mut conn = store::open(&config.database_path())?;
     let agent = store::resolve_agent(&conn, id)?;
@@ -494,6 +563,7 @@ fn silence(config: &CollectorConfig, command: SilenceCommand) -> anyhow::Result<
     match command {
         SilenceCommand::Add {
             agent,
+            group,
             rule,
             duration,
             starts_in,
@@ -506,6 +576,7 @@ fn silence(config: &CollectorConfig, command: SilenceCommand) -> anyhow::Result<
             let id = store::add_silence(
                 &mut conn,
                 agent,
+                group.as_deref(),
                 rule.as_deref(),
                 starts,
                 ends,
@@ -523,16 +594,17 @@ fn silence(config: &CollectorConfig, command: SilenceCommand) -> anyhow::Result<
                 return Ok(());
             }
             println!(
-                "{:>4} {:<21} {:<21} {:<9} {:<24} REASON",
-                "ID", "FROM", "UNTIL", "AGENT", "RULE"
+                "{:>4} {:<21} {:<21} {:<9} {:<12} {:<24} REASON",
+                "ID", "FROM", "UNTIL", "AGENT", "GROUP", "RULE"
             );
             for s in &rows {
                 println!(
-                    "{:>4} {:<21} {:<21} {:<9} {:<24} {}",
+                    "{:>4} {:<21} {:<21} {:<9} {:<12} {:<24} {}",
                     s.silence_id,
                     fmt_time(s.starts_at),
                     fmt_time(s.ends_at),
                     s.agent_id.as_deref().map_or("*", |a| &a[..8.min(a.len())]),
+                    s.group_name.as_deref().unwrap_or("*"),
                     s.rule_id.as_deref().unwrap_or("*"),
                     s.reason
                 );

@@ -226,6 +226,7 @@ async fn a_silenced_problem_is_recorded_but_suppressed() {
             &mut conn,
             Some(creds.agent_id),
             None,
+            None,
             now - 1_000,
             now + 3_600_000,
             "disk replacement",

@@ -240,6 +240,21 @@ const MIGRATIONS: &[&str] = &[
         CHECK (ends_at > starts_at)
     );
     "#,
+    // 7: operator-assigned host labels and groups (rule scopes, silences).
+    r#"
+    CREATE TABLE host_labels (
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (agent_id, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE host_groups (
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        group_name TEXT NOT NULL,
+        PRIMARY KEY (agent_id, group_name)
+    ) WITHOUT ROWID;
+    ALTER TABLE silences ADD COLUMN group_name TEXT;
+    "#,
 ];
 
 /// Opens (creating if needed) the database read-write, applies pending

@@ -365,6 +365,8 @@ pub struct HostFactsRow {
     pub hostname: String,
     pub os_name: String,
     pub last_seen_at: Option<i64>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub groups: Vec<String>,
 }
 
 /// Facts of every enrolled (not revoked) agent, or of one.
@@ -382,11 +384,117 @@ pub fn host_facts(conn: &Connection, one: Option<Uuid>) -> Result<Vec<HostFactsR
                 hostname: r.get(1)?,
                 os_name: r.get(2)?,
                 last_seen_at: r.get(3)?,
+                labels: Default::default(),
+                groups: Vec::new(),
             })
         })
         .map_err(sql("reading host facts"))?;
-    rows.collect::<Result<_, _>>()
-        .map_err(sql("reading host facts"))
+    let mut rows: Vec<HostFactsRow> = rows
+        .collect::<Result<_, _>>()
+        .map_err(sql("reading host facts"))?;
+    for row in &mut rows {
+        let (labels, groups) = host_tags(conn, &row.agent_id)?;
+        row.labels = labels;
+        row.groups = groups;
+    }
+    Ok(rows)
+}
+
+/// Labels as name -> value.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// A host's operator-assigned labels and groups.
+pub fn host_tags(conn: &Connection, agent_id: &str) -> Result<(Labels, Vec<String>), StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT name, value FROM host_labels WHERE agent_id = ?1 ORDER BY name")
+        .map_err(sql("reading host labels"))?;
+    let labels = stmt
+        .query_map([agent_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql("reading host labels"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql("reading host labels"))?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT group_name FROM host_groups WHERE agent_id = ?1 ORDER BY group_name",
+        )
+        .map_err(sql("reading host groups"))?;
+    let groups = stmt
+        .query_map([agent_id], |r| r.get(0))
+        .map_err(sql("reading host groups"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql("reading host groups"))?;
+    Ok((labels, groups))
+}
+
+/// A change to a host's labels or groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostTag {
+    /// An empty value removes the label.
+    Label {
+        name: String,
+        value: String,
+    },
+    Group {
+        name: String,
+        member: bool,
+    },
+}
+
+/// Applies a label or group change to a host; audited. Names are 1-64 of
+/// [a-z0-9_.-].
+pub fn tag_host(
+    conn: &mut Connection,
+    agent: Uuid,
+    change: &HostTag,
+    actor: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let valid = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 64
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+    };
+    let (name, detail) = match change {
+        HostTag::Label { name, value } => (name, format!("label {name}={value}")),
+        HostTag::Group { name, member } => (
+            name,
+            format!("group {name} {}", if *member { "added" } else { "removed" }),
+        ),
+    };
+    if !valid(name) {
+        return Err(StoreError::NotFound(format!(
+            "{name:?} is not a valid name (use 1-64 of a-z 0-9 _ . -)"
+        )));
+    }
+    let id = agent.to_string();
+    let tx = conn.transaction().map_err(sql("starting a transaction"))?;
+    match change {
+        HostTag::Label { name, value } if value.is_empty() => tx.execute(
+            "DELETE FROM host_labels WHERE agent_id = ?1 AND name = ?2",
+            params![id, name],
+        ),
+        HostTag::Label { name, value } => tx.execute(
+            "INSERT INTO host_labels (agent_id, name, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (agent_id, name) DO UPDATE SET value = excluded.value",
+            params![id, name, value],
+        ),
+        HostTag::Group { name, member: true } => tx.execute(
+            "INSERT OR IGNORE INTO host_groups (agent_id, group_name) VALUES (?1, ?2)",
+            params![id, name],
+        ),
+        HostTag::Group {
+            name,
+            member: false,
+        } => tx.execute(
+            "DELETE FROM host_groups WHERE agent_id = ?1 AND group_name = ?2",
+            params![id, name],
+        ),
+    }
+    .map_err(sql("tagging the host"))?;
+    audit(&tx, now_ms, actor, "agent.tag", &id, &detail)?;
+    tx.commit().map_err(sql("committing"))?;
+    Ok(())
 }
 
 /// A silence or maintenance window.
@@ -397,6 +505,8 @@ pub struct Silence {
     pub agent_id: Option<String>,
     /// Only this rule's incidents; `None` = every rule.
     pub rule_id: Option<String>,
+    /// Only hosts in this group; `None` = any.
+    pub group_name: Option<String>,
     pub starts_at: i64,
     pub ends_at: i64,
     pub reason: String,
@@ -404,11 +514,16 @@ pub struct Silence {
 }
 
 impl Silence {
-    /// Whether an incident of `rule_id` on `agent_id` firing at `at_ms` is silenced.
-    pub fn matches(&self, agent_id: &str, rule_id: &str, at_ms: i64) -> bool {
+    /// Whether an incident of `rule_id` on `agent_id` (member of `groups`)
+    /// firing at `at_ms` is silenced.
+    pub fn matches(&self, agent_id: &str, groups: &[String], rule_id: &str, at_ms: i64) -> bool {
         (self.starts_at..self.ends_at).contains(&at_ms)
             && self.agent_id.as_deref().is_none_or(|a| a == agent_id)
             && self.rule_id.as_deref().is_none_or(|r| r == rule_id)
+            && self
+                .group_name
+                .as_deref()
+                .is_none_or(|g| groups.iter().any(|x| x == g))
     }
 }
 
@@ -418,6 +533,7 @@ impl Silence {
 pub fn add_silence(
     conn: &mut Connection,
     agent_id: Option<Uuid>,
+    group_name: Option<&str>,
     rule_id: Option<&str>,
     starts_at: i64,
     ends_at: i64,
@@ -425,9 +541,10 @@ pub fn add_silence(
     actor: &str,
     now_ms: i64,
 ) -> Result<i64, StoreError> {
-    if agent_id.is_none() && rule_id.is_none() {
+    if agent_id.is_none() && rule_id.is_none() && group_name.is_none() {
         return Err(StoreError::NotFound(
-            "a silence needs --agent or --rule (silencing everything is not allowed)".into(),
+            "a silence needs --agent, --group or --rule (silencing everything is not allowed)"
+                .into(),
         ));
     }
     if reason.trim().is_empty() {
@@ -440,9 +557,9 @@ pub fn add_silence(
     }
     let tx = conn.transaction().map_err(sql("starting a transaction"))?;
     tx.execute(
-        "INSERT INTO silences (agent_id, rule_id, starts_at, ends_at, reason, created_by, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![agent_id.map(|a| a.to_string()), rule_id, starts_at, ends_at, reason, actor, now_ms],
+        "INSERT INTO silences (agent_id, rule_id, starts_at, ends_at, reason, created_by, created_at, group_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![agent_id.map(|a| a.to_string()), rule_id, starts_at, ends_at, reason, actor, now_ms, group_name],
     )
     .map_err(sql("storing the silence"))?;
     let id = tx.last_insert_rowid();
@@ -453,10 +570,11 @@ pub fn add_silence(
         "silence.add",
         &id.to_string(),
         &format!(
-            "agent={} rule={} from {} to {}: {reason}",
+            "agent={} group={} rule={} from {} to {}: {reason}",
             agent_id
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "*".into()),
+            group_name.unwrap_or("*"),
             rule_id.unwrap_or("*"),
             fmt_time(starts_at),
             fmt_time(ends_at)
@@ -470,7 +588,7 @@ pub fn add_silence(
 pub fn active_silences(conn: &Connection, now_ms: i64) -> Result<Vec<Silence>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT silence_id, agent_id, rule_id, starts_at, ends_at, reason, created_by FROM silences
+            "SELECT silence_id, agent_id, rule_id, starts_at, ends_at, reason, created_by, group_name FROM silences
              WHERE removed_at IS NULL AND ends_at > ?1 ORDER BY starts_at",
         )
         .map_err(sql("listing silences"))?;
@@ -484,6 +602,7 @@ pub fn active_silences(conn: &Connection, now_ms: i64) -> Result<Vec<Silence>, S
                 ends_at: r.get(4)?,
                 reason: r.get(5)?,
                 created_by: r.get(6)?,
+                group_name: r.get(7)?,
             })
         })
         .map_err(sql("listing silences"))?;
@@ -732,18 +851,20 @@ mod tests {
         let tx = conn.transaction().unwrap();
         enroll_agent(&tx, &t.secret, &a, 2_000).unwrap().unwrap();
         tx.commit().unwrap();
+        let none: Option<&str> = None;
         assert!(
-            add_silence(&mut conn, None, None, 0, 10, "x", "ops", 0).is_err(),
-            "must name a host or rule"
+            add_silence(&mut conn, None, none, none, 0, 10, "x", "ops", 0).is_err(),
+            "must name a target"
         );
         assert!(
-            add_silence(&mut conn, None, Some("r"), 0, 10, " ", "ops", 0).is_err(),
+            add_silence(&mut conn, None, none, Some("r"), 0, 10, " ", "ops", 0).is_err(),
             "needs a reason"
         );
         let id = add_silence(
             &mut conn,
             Some(a.agent_id),
-            None,
+            none,
+            none,
             5_000,
             9_000,
             "disk swap",
@@ -753,16 +874,55 @@ mod tests {
         .unwrap();
         let s = &active_silences(&conn, 4_000).unwrap()[0];
         let agent = a.agent_id.to_string();
-        assert!(s.matches(&agent, "any.rule", 5_000));
+        assert!(s.matches(&agent, &[], "any.rule", 5_000));
         assert!(
-            !s.matches(&agent, "any.rule", 4_999),
+            !s.matches(&agent, &[], "any.rule", 4_999),
             "a maintenance window starts later"
         );
-        assert!(!s.matches(&agent, "any.rule", 9_000));
-        assert!(!s.matches("other", "any.rule", 6_000));
+        assert!(!s.matches(&agent, &[], "any.rule", 9_000));
+        assert!(!s.matches("other", &[], "any.rule", 6_000));
         assert!(remove_silence(&mut conn, id, "ops", 6_000).unwrap());
         assert!(active_silences(&conn, 6_000).unwrap().is_empty());
-        assert_eq!(count(&conn, "audit_log WHERE action LIKE 'silence.%'"), 2);
+
+        let g = add_silence(
+            &mut conn,
+            None,
+            Some("db"),
+            none,
+            7_000,
+            9_000,
+            "db patching",
+            "ops",
+            6_500,
+        )
+        .unwrap();
+        let gs = active_silences(&conn, 6_500)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.silence_id == g)
+            .unwrap();
+        assert!(gs.matches("other", &["db".into()], "r", 8_000));
+        assert!(!gs.matches("other", &["web".into()], "r", 8_000));
+        assert_eq!(count(&conn, "audit_log WHERE action LIKE 'silence.%'"), 3);
+
+        let label = HostTag::Label {
+            name: "env".into(),
+            value: "prod".into(),
+        };
+        tag_host(&mut conn, a.agent_id, &label, "ops", 7_000).unwrap();
+        let group = HostTag::Group {
+            name: "db".into(),
+            member: true,
+        };
+        tag_host(&mut conn, a.agent_id, &group, "ops", 7_000).unwrap();
+        let facts = host_facts(&conn, Some(a.agent_id)).unwrap();
+        assert_eq!(facts[0].labels.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(facts[0].groups, vec!["db".to_string()]);
+        let bad = HostTag::Group {
+            name: "Bad Name".into(),
+            member: true,
+        };
+        assert!(tag_host(&mut conn, a.agent_id, &bad, "ops", 7_000).is_err());
     }
 
     #[test]
