@@ -292,12 +292,8 @@ fn time(ms: i64) -> DateTime<Utc> {
 
 /// A new incident's SLA clock, JSON.
 pub fn new_clock(severity: &str, opened_at_ms: i64, policy: &SlaPolicy) -> String {
-    let severity = match severity {
-        "I" => SlaSeverity::I,
-        "II" => SlaSeverity::II,
-        "III" => SlaSeverity::III,
-        _ => SlaSeverity::IV,
-    };
+    // Stored severities are always valid; IV is the safe reading otherwise.
+    let severity = SlaSeverity::parse(severity).unwrap_or(SlaSeverity::IV);
     serde_json::to_string(&SlaClock::new(severity, time(opened_at_ms), policy)).unwrap_or_default()
 }
 

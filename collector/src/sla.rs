@@ -43,6 +43,11 @@ impl Severity {
         }
     }
 
+    /// "I".."IV"; anything else is not a severity.
+    pub fn parse(text: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     fn index(self) -> usize {
         self as usize
     }

@@ -66,6 +66,25 @@ async fn webhook_receiver() -> (String, tokio::sync::mpsc::Receiver<String>) {
     (url, rx)
 }
 
+/// An agent running only the system area and the `fill` custom check
+/// (`script`, run by /bin/sh), which reports `custom.fill.used`.
+fn fill_agent_config(
+    agent_dir: &std::path::Path,
+    url: &str,
+    script: &std::path::Path,
+) -> xunjian_agent::config::AgentConfig {
+    let mut config = agent_config(agent_dir, url, Duration::from_secs(3600));
+    config.collect.areas = vec!["system".into(), "plugins".into()];
+    config.checks = vec![
+        toml::from_str(&format!(
+            "id = \"fill\"\ncommand = [\"/bin/sh\", \"{}\"]\ninterval = \"24h\"\n",
+            script.display()
+        ))
+        .unwrap(),
+    ];
+    config
+}
+
 fn incident_state(conn: &rusqlite::Connection) -> Option<(i64, String, i64)> {
     conn.query_row(
         "SELECT incident_id, state, occurrences FROM incidents WHERE rule_id = 'fill.high' ORDER BY incident_id DESC LIMIT 1",
@@ -104,15 +123,7 @@ async fn a_breach_opens_one_incident_that_resolves_when_the_value_recovers() {
     .unwrap();
     let agent_dir = dir.path().join("agent");
     enroll_agent(&data, &url, &agent_dir).await;
-    let mut agent_config = agent_config(&agent_dir, &url, Duration::from_secs(3600));
-    agent_config.collect.areas = vec!["system".into(), "plugins".into()];
-    agent_config.checks = vec![
-        toml::from_str(&format!(
-            "id = \"fill\"\ncommand = [\"/bin/sh\", \"{}\"]\ninterval = \"24h\"\n",
-            script.display()
-        ))
-        .unwrap(),
-    ];
+    let agent_config = fill_agent_config(&agent_dir, &url, &script);
     let agent = TestAgent::start(&agent_config).await;
     let conn = db(&data);
 
@@ -242,15 +253,7 @@ async fn a_silenced_problem_is_recorded_but_suppressed() {
 
     let script = dir.path().join("check_fill.sh");
     std::fs::write(&script, "echo \"FILL 99 | used=99%\"\nexit 0\n").unwrap();
-    let mut agent_config = agent_config(&agent_dir, &url, Duration::from_secs(3600));
-    agent_config.collect.areas = vec!["system".into(), "plugins".into()];
-    agent_config.checks = vec![
-        toml::from_str(&format!(
-            "id = \"fill\"\ncommand = [\"/bin/sh\", \"{}\"]\ninterval = \"24h\"\n",
-            script.display()
-        ))
-        .unwrap(),
-    ];
+    let agent_config = fill_agent_config(&agent_dir, &url, &script);
     let agent = TestAgent::start(&agent_config).await;
     let conn = db(&data);
     wait_until("the incident to be recorded", || {

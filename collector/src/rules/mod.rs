@@ -22,41 +22,8 @@ pub use template::Template;
 
 use std::collections::BTreeMap;
 
-/// How urgent an incident is. `I` is the most urgent, `IV` the least.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Severity {
-    I,
-    II,
-    III,
-    IV,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::I => "I",
-            Severity::II => "II",
-            Severity::III => "III",
-            Severity::IV => "IV",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Severity> {
-        match text {
-            "I" => Some(Severity::I),
-            "II" => Some(Severity::II),
-            "III" => Some(Severity::III),
-            "IV" => Some(Severity::IV),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Severity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How urgent an incident is (I most, IV least): the SLA's severity.
+pub use crate::sla::Severity;
 
 /// A check result's status, as stored (`check_results.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -79,12 +79,7 @@ fn time(ms: i64) -> DateTime<Utc> {
 }
 
 fn severity(text: &str) -> Severity {
-    match text {
-        "I" => Severity::I,
-        "II" => Severity::II,
-        "III" => Severity::III,
-        _ => Severity::IV,
-    }
+    Severity::parse(text).unwrap_or(Severity::IV)
 }
 
 fn state(text: &str) -> State {
