@@ -272,3 +272,46 @@ async fn a_silenced_problem_is_recorded_but_suppressed() {
     agent.stop().await;
     collector.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_that_stops_reporting_raises_an_offline_incident_that_resolves_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"agent.offline\"\ntitle = \"{host} is offline\"\nseverity = \"II\"\nhosts = \"all\"\nkind = \"agent_offline\"\nafter = \"2s\"\n",
+    )
+    .unwrap();
+    let mut config = collector_config(&data, 0);
+    config.alerting.rules_file = Some(rules);
+    let collector = TestCollector::start_with(config).await;
+    let url = collector.url();
+    let agent_dir = dir.path().join("agent");
+    enroll_agent(&data, &url, &agent_dir).await;
+    let agent_cfg = agent_config(&agent_dir, &url, Duration::from_secs(3600));
+    let agent = TestAgent::start(&agent_cfg).await;
+    agent.wait_acked(1).await;
+    agent.stop().await;
+
+    let conn = db(&data);
+    let state = |c: &rusqlite::Connection| -> Option<String> {
+        c.query_row(
+            "SELECT state FROM incidents WHERE rule_id = 'agent.offline' ORDER BY incident_id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+    wait_until("the offline incident to open", || {
+        state(&conn).as_deref() == Some("open")
+    })
+    .await;
+    let agent = TestAgent::start(&agent_cfg).await;
+    wait_until("the offline incident to resolve", || {
+        state(&conn).as_deref() == Some("resolved")
+    })
+    .await;
+    agent.stop().await;
+    collector.stop().await;
+}
