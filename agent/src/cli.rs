@@ -86,9 +86,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         Command::Check { json, config } => {
             let config = match config.map(|c| AgentConfig::load(&c)).transpose() {
-                Ok(c) => {
-                    c.unwrap_or_else(|| AgentConfig::with_data_dir("/var/lib/xunjian-agent".into()))
-                }
+                Ok(c) => c.unwrap_or_else(|| {
+                    AgentConfig::with_data_dir(crate::config::default_data_dir())
+                }),
                 Err(e) => return config_error(e),
             };
             check(json, config).await
@@ -106,9 +106,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     Ok(c) => c.data_dir,
                     Err(e) => return config_error(e),
                 },
-                (None, None) => {
-                    AgentConfig::with_data_dir("/var/lib/xunjian-agent".into()).data_dir
-                }
+                (None, None) => crate::config::default_data_dir(),
             };
             match enroll::enroll(&data_dir, &collector, &token, server_name.as_deref()).await {
                 Ok(creds) => {

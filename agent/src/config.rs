@@ -112,7 +112,8 @@ impl CollectConfig {
     }
 }
 
-fn default_data_dir() -> PathBuf {
+/// Where the agent keeps its credentials and spool unless configured.
+pub fn default_data_dir() -> PathBuf {
     PathBuf::from("/var/lib/xunjian-agent")
 }
 fn default_spool_max_bytes() -> u64 {

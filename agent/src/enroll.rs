@@ -3,7 +3,6 @@
 //! certificate, verifying the collector by the CA fingerprint in the token,
 //! and stores the result in the data directory.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -317,41 +316,19 @@ fn read(path: &Path) -> Result<String, EnrollError> {
 }
 
 fn create_dir_private(dir: &Path) -> Result<(), EnrollError> {
-    let io = |source| EnrollError::Io {
+    crate::fsutil::create_dir_private(dir).map_err(|source| EnrollError::Io {
         what: "cannot create directory",
         path: dir.to_owned(),
         source,
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
-    }
-    Ok(())
+    })
 }
 
-/// Writes atomically (temp file, fsync, rename) with the given mode.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), EnrollError> {
-    let io = |source| EnrollError::Io {
+    crate::fsutil::write_atomic(path, bytes, mode).map_err(|source| EnrollError::Io {
         what: "cannot write",
         path: path.to_owned(),
         source,
-    };
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = opts.open(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    })
 }
 
 #[cfg(test)]

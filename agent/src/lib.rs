@@ -9,6 +9,7 @@ pub mod collect;
 pub mod config;
 pub mod enroll;
 pub mod exec;
+pub mod fsutil;
 pub mod logging;
 pub mod runner;
 pub mod signals;

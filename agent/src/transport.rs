@@ -191,13 +191,7 @@ async fn handle(link: &Link, message: xunjian_proto::CollectorMessage) -> Result
             tokio::task::spawn_blocking(move || lock(&spool).ack(seq))
                 .await
                 .map_err(|_| StreamError::Closed)??;
-            link.acked.send_if_modified(|cur| {
-                let newer = seq > *cur;
-                if newer {
-                    *cur = seq;
-                }
-                newer
-            });
+            publish_acked(link, seq);
         }
         Some(collector_message::Kind::Policy(p)) => {
             tracing::debug!(metrics_interval_s = p.metrics_interval_s, "policy received");
@@ -217,13 +211,7 @@ async fn handle(link: &Link, message: xunjian_proto::CollectorMessage) -> Result
                 );
             }
             let acked = lock(&link.spool).status().acked_seq;
-            link.acked.send_if_modified(|cur| {
-                let newer = acked > *cur;
-                if newer {
-                    *cur = acked;
-                }
-                newer
-            });
+            publish_acked(link, acked);
         }
         Some(collector_message::Kind::RunNow(r)) => {
             if link.run_now.try_send(r.request_id).is_err() {
@@ -235,15 +223,20 @@ async fn handle(link: &Link, message: xunjian_proto::CollectorMessage) -> Result
     Ok(())
 }
 
-fn current_acked(link: &Link) -> Result<u64, StreamError> {
-    let acked = lock(&link.spool).status().acked_seq;
+/// Raises the published ack watermark (never lowers it).
+fn publish_acked(link: &Link, seq: u64) {
     link.acked.send_if_modified(|cur| {
-        let newer = acked > *cur;
+        let newer = seq > *cur;
         if newer {
-            *cur = acked;
+            *cur = seq;
         }
         newer
     });
+}
+
+fn current_acked(link: &Link) -> Result<u64, StreamError> {
+    let acked = lock(&link.spool).status().acked_seq;
+    publish_acked(link, acked);
     Ok(acked)
 }
 

@@ -2,7 +2,6 @@
 //! certificate, signs agents' CSRs, and reads an agent's identity back out of
 //! a verified client certificate.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -313,13 +312,11 @@ fn read(path: &Path, what: &'static str) -> Result<String, PkiError> {
 }
 
 fn create_dir_private(dir: &Path) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io {
+    xunjian_agent::fsutil::create_dir_private(dir).map_err(|source| PkiError::Io {
         what: "creating directory",
         path: dir.to_owned(),
         source,
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    set_mode(dir, 0o700).map_err(io)
+    })
 }
 
 /// Writes a file readable by its owner only (private keys).
@@ -332,37 +329,11 @@ fn write_public(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
 }
 
 fn write_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io {
+    xunjian_agent::fsutil::write_atomic(path, bytes, mode).map_err(|source| PkiError::Io {
         what: "writing",
         path: path.to_owned(),
         source,
-    };
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
-    }
-    let mut f = opts.open(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    set_mode(&tmp, mode).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (path, mode);
-        Ok(())
-    }
+    })
 }
 
 #[cfg(test)]

@@ -13,10 +13,6 @@ pub use v1::*;
 /// certificate: `xunjian://agent/<uuid>`.
 pub const AGENT_URI_PREFIX: &str = "xunjian://agent/";
 
-/// Version string of this protocol revision, sent nowhere on the wire (the
-/// package name carries the major version) but logged by both sides.
-pub const PROTOCOL: &str = "xunjian.v1";
-
 /// The enrollment token as printed by `xunjian token create` and given to
 /// `xunjian-agent enroll --token`: `xj1.<secret>.<ca-sha256>`. The secret
 /// is what the collector checks (it stores only its hash); the CA

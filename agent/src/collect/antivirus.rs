@@ -1516,7 +1516,7 @@ fn platform_survey(generic: &[GenericAv], clamav_dir: &Path, now: DateTime<Utc>)
             .filter(|p| find_program(p).is_some())
             .map(|p| (*p).to_owned())
             .collect(),
-        processes: process_names(),
+        processes: super::process_names(),
         mdatp: find_program("mdatp").map(|_| Cmd::new("mdatp", MDATP_ARGS).run()),
         generic: generic
             .iter()
@@ -1524,24 +1524,6 @@ fn platform_survey(generic: &[GenericAv], clamav_dir: &Path, now: DateTime<Utc>)
             .collect(),
     };
     survey_linux(&probe, now)
-}
-
-/// Names of running processes from `/proc/*/comm`. Processes that exit
-/// while we read are skipped.
-#[cfg(not(windows))]
-fn process_names() -> Result<Vec<String>, String> {
-    let entries = std::fs::read_dir("/proc").map_err(|e| format!("cannot read /proc: {e}"))?;
-    Ok(entries
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-        .map(|c| c.trim_end_matches('\n').to_owned())
-        .collect())
 }
 
 #[cfg(windows)]

@@ -1492,23 +1492,9 @@ mod unix {
     }
 
     fn auditd() -> CheckResult {
-        let names: Vec<String> = match std::fs::read_dir("/proc") {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .filter(|e| {
-                    e.file_name()
-                        .to_str()
-                        .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-                })
-                .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-                .collect(),
-            Err(e) => {
-                return not_judged(
-                    AUDIT_AUDITD_RUNNING,
-                    format!("cannot read /proc: {e}"),
-                    "/proc/*/comm",
-                );
-            }
+        let names = match super::super::process_names() {
+            Ok(names) => names,
+            Err(reason) => return not_judged(AUDIT_AUDITD_RUNNING, reason, "/proc/*/comm"),
         };
         judge_auditd(&names, "read /proc/*/comm")
     }

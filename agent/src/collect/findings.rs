@@ -89,3 +89,22 @@ pub fn unknown(
         reason: reason.into(),
     }
 }
+
+/// Names of running processes, from `/proc/*/comm` (Linux). Processes that
+/// exit while the list is read are skipped. Shared by the areas that ask
+/// "is this daemon running?" (antivirus, baseline).
+#[cfg(not(windows))]
+pub fn process_names() -> Result<Vec<String>, String> {
+    let entries = std::fs::read_dir("/proc").map_err(|e| format!("cannot read /proc: {e}"))?;
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+        .map(|c| c.trim_end_matches('\n').to_owned())
+        .collect())
+}
