@@ -633,6 +633,19 @@ fn reload_rules(config: &CollectorConfig) -> anyhow::Result<()> {
         .trim()
         .parse()
         .map_err(|_| anyhow::anyhow!("{} is damaged", path.display()))?;
+    // The file survives a crash, and the pid may since belong to something
+    // else (SIGHUP would end most programs): signal only a xunjian process.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    if !exe
+        .as_deref()
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n.to_string_lossy().starts_with("xunjian"))
+    {
+        anyhow::bail!(
+            "no running collector found: process {pid} from {} is not xunjian (stale pid file)",
+            path.display()
+        );
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGHUP,

@@ -36,8 +36,9 @@ pub enum ServeError {
     Tls(tonic::transport::Error),
     #[error("the gRPC server failed: {0}")]
     Serve(tonic::transport::Error),
+    /// Rules, SLA or notification settings that cannot be used.
     #[error("{0}")]
-    Rules(String),
+    Config(String),
 }
 
 /// The rule set the collector runs: the configured file, or the built-in
@@ -46,12 +47,12 @@ pub fn load_rules(config: &CollectorConfig) -> Result<crate::rules::RuleSet, Ser
     match &config.alerting.rules_file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                ServeError::Rules(format!("cannot read rules file {}: {e}", path.display()))
+                ServeError::Config(format!("cannot read rules file {}: {e}", path.display()))
             })?;
             crate::rules::parse_rules(&path.display().to_string(), &text)
-                .map_err(|e| ServeError::Rules(e.to_string()))
+                .map_err(|e| ServeError::Config(e.to_string()))
         }
-        None => crate::rules::default_rules().map_err(|e| ServeError::Rules(e.to_string())),
+        None => crate::rules::default_rules().map_err(|e| ServeError::Config(e.to_string())),
     }
 }
 
@@ -75,6 +76,7 @@ pub struct Collector {
     background: JoinHandle<()>,
     alerting: JoinHandle<()>,
     writer: Writer,
+    pid_file: std::path::PathBuf,
 }
 
 impl Collector {
@@ -111,10 +113,10 @@ impl Collector {
             let targets = config
                 .notify
                 .resolve(|name| std::env::var(name).ok())
-                .map_err(|e| ServeError::Rules(e.to_string()))?;
+                .map_err(|e| ServeError::Config(e.to_string()))?;
             let (notifier, _task) =
                 crate::notify::Notifier::start(&config.notify, targets, Default::default())
-                    .map_err(|e| ServeError::Rules(e.to_string()))?;
+                    .map_err(|e| ServeError::Config(e.to_string()))?;
             Some(notifier)
         };
         let alerting = Alerting {
@@ -131,7 +133,7 @@ impl Collector {
             sla: config
                 .sla
                 .policy()
-                .map_err(|e| ServeError::Rules(e.to_string()))?,
+                .map_err(|e| ServeError::Config(e.to_string()))?,
             silences: Vec::new(),
             notifier,
             shutdown: shutdown.clone(),
@@ -212,6 +214,7 @@ impl Collector {
             background,
             alerting,
             writer,
+            pid_file: pid_file(config),
         })
     }
 
@@ -243,6 +246,7 @@ impl Collector {
             background,
             alerting,
             writer,
+            pid_file,
             ..
         } = self;
         let served = server.await;
@@ -256,6 +260,8 @@ impl Collector {
         tokio::task::spawn_blocking(move || writer.join())
             .await
             .ok();
+        // A stale pid file could later name an unrelated process.
+        let _ = std::fs::remove_file(&pid_file);
         tracing::info!("collector stopped");
         match served {
             Ok(Ok(())) => Ok(()),

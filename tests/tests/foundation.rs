@@ -121,8 +121,16 @@ async fn enrolled_agent_report_is_stored_under_its_certificate_identity_and_acke
             .contains("PRIVATE KEY")
     );
 
+    // `xunjian rules reload` finds the running collector by its pid file,
+    // which must not outlive it.
+    let pid_file = data.join("xunjian.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        std::process::id().to_string()
+    );
     agent.stop().await;
     collector.stop().await;
+    assert!(!pid_file.exists(), "pid file left behind");
 }
 
 fn sysinfo_hostname() -> String {
