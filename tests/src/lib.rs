@@ -53,8 +53,13 @@ impl TestCollector {
 
     /// Starts with a full configuration.
     pub async fn start_with(config: CollectorConfig) -> Self {
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Starts with a full configuration and a clock the test controls.
+    pub async fn start_with_clock(config: CollectorConfig, clock: Arc<dyn Clock>) -> Self {
         let stop = CancellationToken::new();
-        let collector = Collector::start(&config, Arc::new(SystemClock), stop.clone())
+        let collector = Collector::start(&config, clock, stop.clone())
             .await
             .expect("collector starts");
         Self {
@@ -205,6 +210,29 @@ pub fn stored_sequences(conn: &Connection, agent: Uuid) -> Vec<u64> {
 /// Integer result of a query.
 pub fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// A clock the test moves by hand (starts at the real time).
+#[derive(Debug)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self(std::sync::atomic::AtomicI64::new(
+            SystemClock.now_ms(),
+        )))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.0
+            .fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released).
