@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod inventory_diff;
 pub mod notify;
 pub mod pki;
+pub mod report;
 pub mod rules;
 pub mod server;
 pub mod sla;

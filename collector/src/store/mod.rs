@@ -255,6 +255,135 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE silences ADD COLUMN group_name TEXT;
     "#,
+    // 8: history for reports (hourly rollups, presence), inspections and
+    // self-checks, and the evidence chain.
+    r#"
+    -- min/avg/max of each series per UTC hour; kept far longer than samples.
+    CREATE TABLE rollups_hourly (
+        series_id INTEGER NOT NULL REFERENCES series(series_id),
+        hour INTEGER NOT NULL,
+        min REAL NOT NULL,
+        avg REAL NOT NULL,
+        max REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (series_id, hour)
+    ) WITHOUT ROWID;
+    CREATE INDEX rollups_by_hour ON rollups_hourly (hour);
+    -- How many of the hour's twelve 5-minute slots had at least one report
+    -- from the host (availability).
+    CREATE TABLE presence_hourly (
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        hour INTEGER NOT NULL,
+        slots_seen INTEGER NOT NULL CHECK (slots_seen BETWEEN 0 AND 12),
+        PRIMARY KEY (agent_id, hour)
+    ) WITHOUT ROWID;
+    CREATE INDEX presence_by_hour ON presence_hourly (hour);
+    -- Watermarks of the maintenance jobs (rollups done up to, ...).
+    CREATE TABLE maintenance_state (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    CREATE INDEX reports_by_received ON reports (received_at);
+    -- One run of an inspection plan or a self-check. Requested by the
+    -- scheduler or an operator (`xunjian inspect run`), carried out by the
+    -- running collector, filed when every host answered or the wait ran out.
+    CREATE TABLE inspection_runs (
+        run_id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('inspection', 'selfcheck')),
+        plan TEXT NOT NULL,
+        full_fleet INTEGER NOT NULL DEFAULT 0,
+        scope TEXT NOT NULL,
+        request_id TEXT NOT NULL UNIQUE,
+        requested_by TEXT NOT NULL,
+        requested_at INTEGER NOT NULL,
+        started_at INTEGER,
+        filed_at INTEGER,
+        state TEXT NOT NULL CHECK (state IN ('requested', 'running', 'filed', 'failed')),
+        failure TEXT NOT NULL DEFAULT '',
+        hosts_in_scope INTEGER NOT NULL DEFAULT 0,
+        hosts_inspected INTEGER NOT NULL DEFAULT 0,
+        hosts_abnormal INTEGER NOT NULL DEFAULT 0,
+        hosts_not_reached INTEGER NOT NULL DEFAULT 0,
+        -- canonical JSON of the filed record; its SHA-256 is in the chain
+        body TEXT
+    );
+    CREATE INDEX inspection_runs_by_time ON inspection_runs (requested_at);
+    CREATE TRIGGER inspection_runs_filed_is_final BEFORE UPDATE ON inspection_runs
+        WHEN OLD.state IN ('filed', 'failed')
+        BEGIN SELECT RAISE(ABORT, 'a filed inspection run cannot change'); END;
+    CREATE TRIGGER inspection_runs_no_delete BEFORE DELETE ON inspection_runs
+        BEGIN SELECT RAISE(ABORT, 'inspection_runs is append-only'); END;
+    -- One host's record in a run; 'not_inspected' when it did not answer.
+    CREATE TABLE inspection_records (
+        record_id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES inspection_runs(run_id),
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        hostname TEXT NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('normal', 'abnormal', 'unknown', 'not_inspected')),
+        measured_at INTEGER,
+        last_seen_at INTEGER,
+        UNIQUE (run_id, agent_id)
+    );
+    CREATE TABLE inspection_items (
+        record_id INTEGER NOT NULL REFERENCES inspection_records(record_id),
+        item_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        value TEXT NOT NULL,
+        threshold TEXT NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('normal', 'abnormal', 'unknown')),
+        measured_at INTEGER NOT NULL,
+        detail TEXT NOT NULL,
+        incident_id INTEGER REFERENCES incidents(incident_id),
+        PRIMARY KEY (record_id, item_id)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER inspection_records_no_update BEFORE UPDATE ON inspection_records
+        BEGIN SELECT RAISE(ABORT, 'inspection_records is append-only'); END;
+    CREATE TRIGGER inspection_records_no_delete BEFORE DELETE ON inspection_records
+        BEGIN SELECT RAISE(ABORT, 'inspection_records is append-only'); END;
+    CREATE TRIGGER inspection_items_no_update BEFORE UPDATE ON inspection_items
+        BEGIN SELECT RAISE(ABORT, 'inspection_items is append-only'); END;
+    CREATE TRIGGER inspection_items_no_delete BEFORE DELETE ON inspection_items
+        BEGIN SELECT RAISE(ABORT, 'inspection_items is append-only'); END;
+    -- The evidence chain: entry n holds the SHA-256 of a filed record's
+    -- canonical encoding and of entry n-1. Heads are signed with the
+    -- collector's Ed25519 key.
+    CREATE TABLE evidence_chain (
+        seq INTEGER PRIMARY KEY,
+        appended_at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        record_ref TEXT NOT NULL,
+        record_sha256 TEXT NOT NULL,
+        prev_sha256 TEXT NOT NULL,
+        entry_sha256 TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE evidence_heads (
+        head_id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL REFERENCES evidence_chain(seq),
+        entry_sha256 TEXT NOT NULL,
+        signed_at INTEGER NOT NULL,
+        public_key TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );
+    CREATE TRIGGER evidence_chain_no_update BEFORE UPDATE ON evidence_chain
+        BEGIN SELECT RAISE(ABORT, 'evidence_chain is append-only'); END;
+    CREATE TRIGGER evidence_chain_no_delete BEFORE DELETE ON evidence_chain
+        BEGIN SELECT RAISE(ABORT, 'evidence_chain is append-only'); END;
+    CREATE TRIGGER evidence_heads_no_update BEFORE UPDATE ON evidence_heads
+        BEGIN SELECT RAISE(ABORT, 'evidence_heads is append-only'); END;
+    CREATE TRIGGER evidence_heads_no_delete BEFORE DELETE ON evidence_heads
+        BEGIN SELECT RAISE(ABORT, 'evidence_heads is append-only'); END;
+    -- Reports produced on a schedule, so each period is made once.
+    CREATE TABLE reports_generated (
+        kind TEXT NOT NULL,
+        period TEXT NOT NULL,
+        lang TEXT NOT NULL,
+        format TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        generated_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, period, lang, format)
+    );
+    "#,
 ];
 
 /// Opens (creating if needed) the database read-write, applies pending
