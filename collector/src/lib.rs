@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod incidents;
 pub mod ingest;
+pub mod inspection;
 pub mod inventory_diff;
 pub mod notify;
 pub mod pki;
