@@ -109,6 +109,64 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Run an inspection now.
+    Inspect {
+        #[command(subcommand)]
+        command: crate::cli_records::InspectCommand,
+    },
+    /// Inspection and self-check runs, newest first.
+    Inspections {
+        /// Most rows shown.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One filed inspection record (巡检记录).
+    Inspection {
+        #[command(subcommand)]
+        command: InspectionCommand,
+    },
+    /// Security self-checks (安全自查).
+    Selfcheck {
+        #[command(subcommand)]
+        command: crate::cli_records::SelfcheckCommand,
+    },
+    /// The monthly, quarterly or annual ops report (运维月报/季报/年报).
+    Report {
+        #[arg(value_enum)]
+        kind: crate::cli_records::PeriodArg,
+        /// 2026-11 (monthly), 2026-Q4 (quarterly) or 2026 (annual).
+        #[arg(long)]
+        period: String,
+        #[arg(long, value_enum, default_value = "zh-CN")]
+        lang: crate::cli_records::LangArg,
+        #[arg(long, value_enum, default_value = "html")]
+        format: crate::cli_records::FormatArg,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Evidence for auditors: export a verifiable bundle, verify one.
+    Evidence {
+        #[command(subcommand)]
+        command: crate::cli_records::EvidenceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InspectionCommand {
+    /// Render a filed run: every host, every item, verdicts, incidents.
+    Show {
+        id: i64,
+        #[arg(long, value_enum, default_value = "html")]
+        format: crate::cli_records::FormatArg,
+        #[arg(long, value_enum, default_value = "zh-CN")]
+        lang: crate::cli_records::LangArg,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,6 +345,79 @@ pub async fn run(cli: Cli) -> ExitCode {
             reload_rules(&config)
         }
         Command::Incidents { open, limit, json } => print_incidents(&config, open, limit, json),
+        Command::Inspect {
+            command:
+                crate::cli_records::InspectCommand::Run {
+                    plan,
+                    scope,
+                    no_wait,
+                },
+        } => {
+            let request = match plan {
+                Some(name) => {
+                    match crate::inspection::runner::RunRequest::for_plan(&config.inspection, &name)
+                    {
+                        Some(r) => r,
+                        None => {
+                            eprintln!("xunjian: no plan named `{name}` in [[inspection.plans]]");
+                            return ExitCode::from(EXIT_CONFIG);
+                        }
+                    }
+                }
+                None => match crate::cli_records::scope_arg(&scope) {
+                    Ok(s) => crate::inspection::runner::RunRequest::adhoc(&config.inspection, s),
+                    Err(e) => {
+                        eprintln!("xunjian: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                },
+            };
+            crate::cli_records::request_and_wait(&config, request, no_wait)
+        }
+        Command::Selfcheck {
+            command: crate::cli_records::SelfcheckCommand::Run { scope, no_wait },
+        } => match crate::cli_records::scope_arg(&scope) {
+            Ok(s) => crate::cli_records::request_and_wait(
+                &config,
+                crate::inspection::runner::RunRequest::selfcheck(&config.inspection, s),
+                no_wait,
+            ),
+            Err(e) => {
+                eprintln!("xunjian: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        Command::Inspections { limit, json } => crate::cli_records::list_runs(&config, limit, json),
+        Command::Inspection {
+            command:
+                InspectionCommand::Show {
+                    id,
+                    format,
+                    lang,
+                    output,
+                },
+        } => {
+            crate::cli_records::show_run(&config, id, format.into(), lang.into(), output.as_deref())
+        }
+        Command::Report {
+            kind,
+            period,
+            lang,
+            format,
+            output,
+        } => crate::cli_records::report(
+            &config,
+            kind.into(),
+            &period,
+            lang.into(),
+            format.into(),
+            output.as_deref(),
+        ),
+        Command::Evidence { command } => match crate::cli_records::evidence(&config, command) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::Incident { command } => incident(&config, command),
         Command::Silence { command } => silence(&config, command),
         Command::Serve => serve(config).await,
@@ -370,7 +501,7 @@ async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
 
 /// Who is acting, for the audit log: the login name of the process's real
 /// user (not `$USER`, which anyone can set), `sudo`'s caller when present.
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let uid = nix::unistd::getuid();
     let user = nix::unistd::User::from_uid(uid)
         .ok()
@@ -626,6 +757,19 @@ fn silence(config: &CollectorConfig, command: SilenceCommand) -> anyhow::Result<
 }
 
 fn reload_rules(config: &CollectorConfig) -> anyhow::Result<()> {
+    let pid = running_collector(config)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot signal collector process {pid}: {e}"))?;
+    println!("asked collector {pid} to reload its rules; its log says whether they were taken");
+    Ok(())
+}
+
+/// The pid of the collector running on this data directory, from its pid
+/// file, checked to be a xunjian process.
+pub(crate) fn running_collector(config: &CollectorConfig) -> anyhow::Result<i32> {
     let path = crate::server::pid_file(config);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("no running collector found ({}: {e})", path.display()))?;
@@ -646,13 +790,7 @@ fn reload_rules(config: &CollectorConfig) -> anyhow::Result<()> {
             path.display()
         );
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .map_err(|e| anyhow::anyhow!("cannot signal collector process {pid}: {e}"))?;
-    println!("asked collector {pid} to reload its rules; its log says whether they were taken");
-    Ok(())
+    Ok(pid)
 }
 
 fn print_incidents(

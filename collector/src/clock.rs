@@ -5,6 +5,11 @@
 pub trait Clock: Send + Sync + 'static {
     /// Now, UTC milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
+
+    /// Now as a UTC time (what schedules and records take).
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_millis(self.now_ms()).unwrap_or_default()
+    }
 }
 
 /// The real wall clock.

@@ -45,6 +45,15 @@ pub struct CollectorConfig {
     /// Where incidents are announced (webhooks, WeCom, DingTalk, Slack, email).
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// How long raw data and hourly rollups are kept.
+    #[serde(default)]
+    pub retention: crate::maintenance::RetentionConfig,
+    /// Inspection plans and security self-checks.
+    #[serde(default)]
+    pub inspection: crate::inspection::plan::InspectionConfig,
+    /// Periodic ops reports and where scheduled ones are written.
+    #[serde(default)]
+    pub reports: crate::report::ReportsConfig,
 }
 
 /// Where the rules come from.
@@ -252,6 +261,15 @@ impl CollectorConfig {
                 message: e.to_string(),
             });
         }
+        if let Some((field, reason)) = self.retention.problem() {
+            return Err(invalid(field, reason));
+        }
+        if let Some((field, reason)) = self.inspection.problem() {
+            return Err(invalid(field, reason));
+        }
+        if let Some((field, reason)) = self.reports.problem() {
+            return Err(invalid(field, reason));
+        }
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(invalid("storage.data_dir", "must not be empty".into()));
         }
@@ -261,6 +279,14 @@ impl CollectorConfig {
     /// The SQLite database file.
     pub fn database_path(&self) -> PathBuf {
         self.storage.data_dir.join("xunjian.db")
+    }
+
+    /// Where scheduled reports are written.
+    pub fn reports_dir(&self) -> PathBuf {
+        self.reports
+            .output_dir
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("reports"))
     }
 
     /// The directory with the CA and server certificate.

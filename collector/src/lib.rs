@@ -5,16 +5,20 @@
 
 pub mod alerting;
 pub mod cli;
+pub mod cli_records;
 pub mod clock;
 pub mod config;
+pub mod evidence;
 pub mod incidents;
 pub mod ingest;
 pub mod inspection;
 pub mod inventory_diff;
+pub mod maintenance;
 pub mod notify;
 pub mod pki;
 pub mod report;
 pub mod rules;
+pub mod schedule;
 pub mod server;
 pub mod sla;
 pub mod store;

@@ -75,6 +75,8 @@ pub struct Collector {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     background: JoinHandle<()>,
     alerting: JoinHandle<()>,
+    /// Maintenance, inspections, scheduled reports: all end on shutdown.
+    tasks: Vec<JoinHandle<()>>,
     writer: Writer,
     pid_file: std::path::PathBuf,
 }
@@ -88,6 +90,12 @@ impl Collector {
         shutdown: CancellationToken,
     ) -> Result<Collector, ServeError> {
         let rules = load_rules(config)?;
+        // The inspector links findings to the incidents of these rules.
+        let inspection_rules = load_rules(config)?;
+        let evidence_key = Arc::new(
+            crate::evidence::EvidenceKey::load_or_create(&config.pki_dir())
+                .map_err(|e| ServeError::Config(e.to_string()))?,
+        );
         let pki = Arc::new(Pki::load_or_create(&config.pki_dir())?);
         let (chain_pem, key_pem) = pki.server_identity(&config.server.names)?;
         let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(COMMITTED_CAPACITY);
@@ -119,6 +127,44 @@ impl Collector {
                     .map_err(|e| ServeError::Config(e.to_string()))?;
             Some(notifier)
         };
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(
+            maintenance(
+                writer_handle.clone(),
+                clock.clone(),
+                config.retention.clone(),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("maintenance")),
+        ));
+        let inspector = crate::inspection::runner::Inspector {
+            config: config.inspection.clone(),
+            db_path: config.database_path(),
+            writer: writer_handle.clone(),
+            shared: shared.clone(),
+            clock: clock.clone(),
+            rules: inspection_rules,
+            evidence: evidence_key,
+            sla: config
+                .sla
+                .policy()
+                .map_err(|e| ServeError::Config(e.to_string()))?,
+            shutdown: shutdown.clone(),
+        };
+        tasks.push(tokio::spawn(
+            inspector
+                .run()
+                .instrument(tracing::info_span!("inspections")),
+        ));
+        tasks.push(tokio::spawn(
+            crate::report::scheduled::run(
+                Arc::new(config.clone()),
+                writer_handle.clone(),
+                clock.clone(),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("scheduled_reports")),
+        ));
         let alerting = Alerting {
             engine: crate::rules::Engine::new(rules),
             committed: committed_rx,
@@ -213,6 +259,7 @@ impl Collector {
             server,
             background,
             alerting,
+            tasks,
             writer,
             pid_file: pid_file(config),
         })
@@ -245,6 +292,7 @@ impl Collector {
             server,
             background,
             alerting,
+            tasks,
             writer,
             pid_file,
             ..
@@ -254,6 +302,9 @@ impl Collector {
         let _ = background.await;
         // Alerting holds a writer handle; it ends on the shutdown token.
         let _ = alerting.await;
+        for task in tasks {
+            let _ = task.await;
+        }
         // The writer stops once the last handle (held by `shared` and the
         // services inside the finished server) is gone.
         drop(shared);
@@ -277,6 +328,31 @@ impl Collector {
     pub async fn stop(self) -> Result<(), ServeError> {
         self.shared.shutdown.cancel();
         self.wait().await
+    }
+}
+
+/// How often rollups, presence and retention run.
+const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Rollups, presence and retention, once a minute through the writer.
+async fn maintenance(
+    writer: crate::store::WriterHandle,
+    clock: Arc<dyn Clock>,
+    retention: crate::maintenance::RetentionConfig,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        match crate::maintenance::run_pass(&writer, clock.now_ms(), &retention).await {
+            Ok(step) if step.rows > 0 => tracing::debug!(rows = step.rows, "maintenance pass"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "maintenance pass failed; retried next minute"),
+        }
     }
 }
 

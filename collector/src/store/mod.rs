@@ -15,7 +15,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub use queries::*;
-pub use writer::{Stored, WriteError, Writer, WriterHandle};
+pub use writer::{Stored, TaskError, WriteError, Writer, WriterHandle};
 
 /// A storage failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +275,8 @@ const MIGRATIONS: &[&str] = &[
         agent_id TEXT NOT NULL REFERENCES agents(agent_id),
         hour INTEGER NOT NULL,
         slots_seen INTEGER NOT NULL CHECK (slots_seen BETWEEN 0 AND 12),
+        -- bit n = slot n seen; lets late reports merge into an hour
+        slots_mask INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (agent_id, hour)
     ) WITHOUT ROWID;
     CREATE INDEX presence_by_hour ON presence_hourly (hour);
@@ -284,6 +286,10 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     CREATE INDEX reports_by_received ON reports (received_at);
+    CREATE INDEX reports_by_run_now ON reports (run_now_request_id) WHERE run_now_request_id != '';
+    -- Highest sequence whose report row retention removed: replays of it
+    -- or anything older are duplicates.
+    ALTER TABLE agents ADD COLUMN reports_pruned_through INTEGER NOT NULL DEFAULT 0;
     -- One run of an inspection plan or a self-check. Requested by the
     -- scheduler or an operator (`xunjian inspect run`), carried out by the
     -- running collector, filed when every host answered or the wait ran out.

@@ -327,7 +327,8 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>, StoreError> {
                 (SELECT max(m.value) FROM series s JOIN samples m USING (series_id)
                   WHERE s.agent_id = a.agent_id AND s.name = 'fs.used_pct' AND m.at >= a.last_report_at),
                 a.spool_pending_reports, a.spool_dropped_reports_total, a.revoked_at IS NOT NULL
-         FROM agents a ORDER BY a.hostname, a.agent_id",
+         FROM agents a WHERE a.agent_id != '{fleet}' ORDER BY a.hostname, a.agent_id",
+        fleet = crate::inspection::runner::FLEET_AGENT_ID,
         cpu = latest("cpu.usage_pct"),
         mem = latest("memory.used_pct"),
     );

@@ -143,6 +143,25 @@ enum Job {
         reopen_window_ms: i64,
         done: Reply<Vec<Applied>>,
     },
+    /// Any other write of the running collector (filing inspections,
+    /// rollups, retention), as a closure run inside the batch's transaction.
+    Task {
+        work: TaskFn,
+        done: Reply<TaskOutput>,
+    },
+}
+
+type TaskOutput = Box<dyn std::any::Any + Send>;
+type TaskFn = Box<dyn FnOnce(&Connection) -> Result<TaskOutput, TaskError> + Send>;
+
+/// Why a [`WriterHandle::run`] closure failed: SQLite (classified as
+/// retryable or not like every write) or the task's own reason.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Sends jobs to the writer thread. Cheap to clone.
@@ -243,6 +262,24 @@ impl WriterHandle {
         rx.await.unwrap_or(Err(WriteError::Closed))
     }
 
+    /// Runs `work` on the writer thread inside a transaction (its own
+    /// savepoint: an error undoes only its writes) and returns its result
+    /// after commit. Keep it short: ingest waits behind it.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, WriteError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, TaskError> + Send + 'static,
+    {
+        let (done, rx) = oneshot::channel();
+        let work: TaskFn = Box::new(move |conn| work(conn).map(|t| Box::new(t) as TaskOutput));
+        let _ = self.tx.send(Job::Task { work, done }).await;
+        let out = rx.await.unwrap_or(Err(WriteError::Closed))?;
+        // The closure above boxed a `T`, so the downcast cannot fail.
+        out.downcast::<T>()
+            .map(|t| *t)
+            .map_err(|_| WriteError::Rejected("task result of unexpected type".into()))
+    }
+
     /// Consumes a token use and registers the agent, atomically.
     pub async fn enroll(
         &self,
@@ -268,6 +305,7 @@ impl WriterHandle {
 enum Outcome {
     Report(Reply<Stored>, Result<Stored, WriteError>, Option<Committed>),
     Incidents(Reply<Vec<Applied>>, Result<Vec<Applied>, WriteError>),
+    Task(Reply<TaskOutput>, Result<TaskOutput, WriteError>),
     Hello(Reply<u64>, Result<u64, WriteError>),
     Enroll(
         Reply<Result<String, TokenRefusal>>,
@@ -280,6 +318,7 @@ impl Outcome {
         match self {
             Outcome::Report(_, r, _) => r.is_ok(),
             Outcome::Incidents(_, r) => r.is_ok(),
+            Outcome::Task(_, r) => r.is_ok(),
             Outcome::Hello(_, r) => r.is_ok(),
             Outcome::Enroll(_, r) => r.is_ok(),
         }
@@ -290,6 +329,7 @@ impl Outcome {
         match self {
             Outcome::Report(d, _, _) => Outcome::Report(d, Err(err), None),
             Outcome::Incidents(d, _) => Outcome::Incidents(d, Err(err)),
+            Outcome::Task(d, _) => Outcome::Task(d, Err(err)),
             Outcome::Hello(d, _) => Outcome::Hello(d, Err(err)),
             Outcome::Enroll(d, _) => Outcome::Enroll(d, Err(err)),
         }
@@ -306,6 +346,7 @@ impl Outcome {
                 drop(d.send(r))
             }
             Outcome::Incidents(d, r) => drop(d.send(r)),
+            Outcome::Task(d, r) => drop(d.send(r)),
             Outcome::Hello(d, r) => drop(d.send(r)),
             Outcome::Enroll(d, r) => drop(d.send(r)),
         }
@@ -396,6 +437,7 @@ fn outcome_fatal(outcome: &Outcome) -> Option<WriteError> {
     let err = match outcome {
         Outcome::Report(_, Err(e), _) => e,
         Outcome::Incidents(_, Err(e)) => e,
+        Outcome::Task(_, Err(e)) => e,
         Outcome::Hello(_, Err(e)) => e,
         Outcome::Enroll(_, Err(e)) => e,
         _ => return None,
@@ -407,6 +449,7 @@ fn unapplied(job: Job, err: WriteError) -> Outcome {
     match job {
         Job::Report { done, .. } => Outcome::Report(done, Err(err), None),
         Job::Incidents { done, .. } => Outcome::Incidents(done, Err(err)),
+        Job::Task { done, .. } => Outcome::Task(done, Err(err)),
         Job::Hello { done, .. } => Outcome::Hello(done, Err(err)),
         Job::Enroll { done, .. } => Outcome::Enroll(done, Err(err)),
     }
@@ -445,6 +488,13 @@ fn apply(conn: &Connection, series: &mut SeriesCache, job: Job) -> Outcome {
                 .map(|u| incidents::apply(conn, u, reopen_window_ms))
                 .collect();
             Outcome::Incidents(done, r.map_err(|e| classify(&e)))
+        }
+        Job::Task { work, done } => {
+            let r = work(conn).map_err(|e| match e {
+                TaskError::Sqlite(e) => classify(&e),
+                TaskError::Refused(reason) => WriteError::Rejected(reason),
+            });
+            Outcome::Task(done, r)
         }
         Job::Enroll {
             secret,
@@ -517,6 +567,16 @@ fn store_report(
     let agent = agent_id.to_string();
     let seq = clamp_i64(report.sequence);
     let collected_at = report.collected_at_unix_ms;
+    // Rows of reports past retention are gone; their sequences stay
+    // duplicates (an agent replaying one is not sending new data).
+    let pruned_through: i64 = conn
+        .prepare_cached("SELECT reports_pruned_through FROM agents WHERE agent_id = ?1")?
+        .query_row([&agent], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    if seq <= pruned_through {
+        return Ok(Stored { duplicate: true });
+    }
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO reports (agent_id, sequence, collected_at, received_at, bytes, sections, run_now_request_id)

@@ -1,0 +1,200 @@
+//! Reports made on a schedule: after each period of a `[[reports.schedule]]`
+//! job ends (plus its delay), the collector writes the report once per
+//! language and format to the reports directory and records it, so a
+//! restart never makes it twice and never skips it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::model::Lang;
+use super::render::Format;
+use crate::clock::Clock;
+use crate::config::CollectorConfig;
+use crate::schedule::Period;
+use crate::store::WriterHandle;
+
+const CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// A report still to be made: (job index, period, format).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub kind: super::PeriodKind,
+    pub period: String,
+    pub lang: Lang,
+    pub format: String,
+}
+
+/// What is due at `now` and not yet made. Periods that ended before the
+/// first host enrolled are skipped (a new install has nothing to report).
+pub fn due(
+    conn: &rusqlite::Connection,
+    config: &CollectorConfig,
+    now: DateTime<Utc>,
+) -> Result<Vec<Pending>, crate::store::StoreError> {
+    let Ok(tz) = config.reports.timezone.parse::<chrono_tz::Tz>() else {
+        return Ok(Vec::new());
+    };
+    let first_enrolled: Option<i64> = conn
+        .query_row(
+            "SELECT min(enrolled_at) FROM agents WHERE revoked_at IS NULL OR revoked_at > 0",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(crate::store::sql("reading the first enrollment"))?;
+    let Some(first_enrolled) = first_enrolled else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for job in &config.reports.schedule {
+        let delay = chrono::Duration::from_std(job.delay).unwrap_or_default();
+        let period = Period::containing(job.kind, now - delay, tz).previous();
+        let (_, end) = period.bounds(tz);
+        if end.timestamp_millis() <= first_enrolled {
+            continue;
+        }
+        for format in &job.formats {
+            let made: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM reports_generated WHERE kind = ?1 AND period = ?2 AND lang = ?3 AND format = ?4)",
+                    params![kind_str(job.kind), period.label, lang_str(job.lang), format],
+                    |r| r.get(0),
+                )
+                .map_err(crate::store::sql("reading generated reports"))?;
+            if !made {
+                out.push(Pending {
+                    kind: job.kind,
+                    period: period.label.clone(),
+                    lang: job.lang,
+                    format: format.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn kind_str(kind: super::PeriodKind) -> &'static str {
+    match kind {
+        super::PeriodKind::Monthly => "monthly",
+        super::PeriodKind::Quarterly => "quarterly",
+        super::PeriodKind::Annual => "annual",
+    }
+}
+
+fn lang_str(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "en",
+        Lang::ZhCn => "zh-CN",
+    }
+}
+
+fn format_of(name: &str) -> Option<Format> {
+    match name {
+        "html" => Some(Format::Html),
+        "csv" => Some(Format::Csv),
+        "json" => Some(Format::Json),
+        _ => None,
+    }
+}
+
+/// Makes one pending report: renders, writes the file atomically, records it.
+pub async fn make_one(
+    config: &CollectorConfig,
+    writer: &WriterHandle,
+    pending: &Pending,
+    now: DateTime<Utc>,
+) -> anyhow::Result<std::path::PathBuf> {
+    let format = format_of(&pending.format)
+        .ok_or_else(|| anyhow::anyhow!("unknown format {}", pending.format))?;
+    let conn = crate::store::open_read_only(&config.database_path())?;
+    let bytes = super::make(
+        &conn,
+        config,
+        pending.kind,
+        &pending.period,
+        pending.lang,
+        format,
+        now,
+    )?;
+    let dir = config.reports_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!(
+        "{}-{}.{}.{}",
+        kind_str(pending.kind),
+        pending.period,
+        lang_str(pending.lang),
+        pending.format
+    ));
+    xunjian_agent::fsutil::write_atomic(&path, &bytes, 0o644)?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let (kind, period, lang, fmt, p) = (
+        kind_str(pending.kind),
+        pending.period.clone(),
+        lang_str(pending.lang),
+        pending.format.clone(),
+        path.display().to_string(),
+    );
+    let at = now.timestamp_millis();
+    writer
+        .run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO reports_generated (kind, period, lang, format, path, sha256, generated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![kind, period, lang, fmt, p, sha, at],
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok(path)
+}
+
+/// The collector task: every minute, makes what is due.
+pub async fn run(
+    config: Arc<CollectorConfig>,
+    writer: WriterHandle,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    if config.reports.schedule.is_empty() {
+        return;
+    }
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = clock.now();
+        let pending = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || {
+                let conn = crate::store::open_read_only(&config.database_path())?;
+                due(&conn, &config, now)
+            })
+            .await
+        };
+        let pending = match pending {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot tell which scheduled reports are due");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for p in pending {
+            match make_one(&config, &writer, &p, now).await {
+                Ok(path) => {
+                    tracing::info!(period = %p.period, path = %path.display(), "scheduled report written")
+                }
+                Err(e) => {
+                    tracing::warn!(period = %p.period, format = %p.format, error = %e, "scheduled report failed; retried in a minute")
+                }
+            }
+        }
+    }
+}
