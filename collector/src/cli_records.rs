@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Subcommand, ValueEnum};
 
 use crate::clock::{Clock, SystemClock};
@@ -231,18 +231,20 @@ pub fn list_runs(config: &CollectorConfig, limit: u32, json: bool) -> anyhow::Re
         "{:>5} {:<10} {:<18} {:<9} {:<21} {:>6} {:>9} {:>8} {:>11}",
         "RUN", "KIND", "PLAN", "STATE", "FILED", "SCOPE", "INSPECTED", "ABNORMAL", "NOT REACHED"
     );
+    let num = |v: &serde_json::Value| v.as_i64().unwrap_or(0);
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
     for r in &rows {
         println!(
             "{:>5} {:<10} {:<18} {:<9} {:<21} {:>6} {:>9} {:>8} {:>11}",
-            r["run_id"],
-            r["kind"].as_str().unwrap_or(""),
-            r["plan"].as_str().unwrap_or(""),
-            r["state"].as_str().unwrap_or(""),
-            r["filed_at"].as_str().unwrap_or("-"),
-            r["hosts_in_scope"],
-            r["hosts_inspected"],
-            r["hosts_abnormal"],
-            r["hosts_not_reached"],
+            num(&r["run_id"]),
+            text(&r["kind"]),
+            text(&r["plan"]),
+            text(&r["state"]),
+            text(&r["filed_at"]),
+            num(&r["hosts_in_scope"]),
+            num(&r["hosts_inspected"]),
+            num(&r["hosts_abnormal"]),
+            num(&r["hosts_not_reached"]),
         );
     }
     if rows.is_empty() {
@@ -343,11 +345,7 @@ fn local_midnight(date: &str, tz: chrono_tz::Tz, days: i64) -> anyhow::Result<Da
     let d = NaiveDate::parse_from_str(date, "%Y-%m-%d")
         .map_err(|e| anyhow::anyhow!("`{date}` is not a date YYYY-MM-DD: {e}"))?
         + chrono::Duration::days(days);
-    let local = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-    tz.from_local_datetime(&local)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| anyhow::anyhow!("midnight of {date} does not exist in {tz}"))
+    Ok(crate::schedule::start_of_day(tz, d))
 }
 
 /// Writes to the file (atomically: a half-written report never appears

@@ -550,9 +550,31 @@ fn local_date_time(tz: Tz, at: DateTime<Utc>) -> Option<NaiveDateTime> {
     at.naive_utc().checked_add_offset(offset)
 }
 
-/// The first instant of local day `date` in `tz`.
-fn start_of_day(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+/// The first instant of local day `date` in `tz` (when clocks skip
+/// midnight, the instant they jump to).
+pub fn start_of_day(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     local_to_utc(tz, date.and_time(NaiveTime::MIN), Gap::EndOfGap)
+}
+
+/// The local calendar days `first..end` (end excluded), "YYYY-MM-DD", each
+/// with its [start, end) UTC bounds (23 or 25 hours long when the clocks
+/// change).
+pub fn local_days(
+    tz: Tz,
+    first: NaiveDate,
+    end: NaiveDate,
+) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
+    let mut day = first;
+    let mut start = start_of_day(tz, day);
+    let mut days = Vec::new();
+    while day < end {
+        let Some(next) = day.succ_opt() else { break };
+        let next_start = start_of_day(tz, next);
+        days.push((day.format("%Y-%m-%d").to_string(), start, next_start));
+        day = next;
+        start = next_start;
+    }
+    days
 }
 
 fn days_in_month(year: i32, month: u32) -> u32 {
@@ -695,18 +717,7 @@ impl Period {
     /// The period's local calendar days, "YYYY-MM-DD", each with its
     /// [start, end) UTC bounds (23 or 25 hours long when the clocks change).
     pub fn days(&self, tz: Tz) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
-        let end = self.next().first_day();
-        let mut day = self.first_day();
-        let mut start = start_of_day(tz, day);
-        let mut days = Vec::new();
-        while day < end {
-            let Some(next) = day.succ_opt() else { break };
-            let next_start = start_of_day(tz, next);
-            days.push((day.format("%Y-%m-%d").to_string(), start, next_start));
-            day = next;
-            start = next_start;
-        }
-        days
+        local_days(tz, self.first_day(), self.next().first_day())
     }
 
     fn first_day(&self) -> NaiveDate {

@@ -59,12 +59,22 @@
 //! - **Capacity**: every `fs.used_pct` series with a `mount` label of the
 //!   hosts in the fleet at `as_of` that has hourly rollups in
 //!   `[from, as_of)`. Growth is the least-squares slope of the hourly
-//!   averages (percentage points per day), summed in SQL per day so a year
-//!   of a thousand hosts stays a few aggregate queries; start / end are the
-//!   first / last hourly average; `days_until_full = (100 - end) / slope`
-//!   while growing. Soonest to fill first.
+//!   averages (percentage points per day); start / end are the first / last
+//!   hourly average; `days_until_full = (100 - end) / slope` while growing,
+//!   counted from the last hour with data. Daily values are the mean of the
+//!   day's hourly averages. Soonest to fill first, never-filling last.
 //! - **Inspections**: runs filed in `[from, as_of)`, and the abnormal items
 //!   of their host records.
+//!
+//! Hours (`presence_hourly.hour`, `rollups_hourly.hour`) are the UTC
+//! milliseconds at which the hour starts, like every stored time.
+//!
+//! Cost: presence and rollup rows are each read once, in primary-key order,
+//! one host or series at a time, and summed here. On SQLite that is faster
+//! than doing the sums and the per-day grouping in SQL (a year of 1,000
+//! hosts, 26 million rows: about 2 s against 5.5 s with `SUM(x * y)` and a
+//! `GROUP BY` day, which sorts); everything else is a few index lookups per
+//! host.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -251,45 +261,31 @@ impl Days {
             .collect()
     }
 
-    /// SQL expression mapping the hour column `col` (UTC ms) to its day
-    /// index. Runs of 24-hour days become one division each, so a year is a
-    /// handful of CASE branches (one more per DST change). The numbers are
-    /// ours, not user input.
-    fn sql_index(&self, col: &str) -> String {
-        if self.len() == 0 {
-            return "0".into();
+    /// A cursor for mapping hours given in increasing order to days.
+    fn cursor(&self) -> DayCursor<'_> {
+        DayCursor {
+            bounds: &self.bounds,
+            day: 0,
         }
-        // (first day, first bound, uniform run of 24-hour days)
-        let mut runs: Vec<(usize, i64, bool)> = Vec::new();
-        for d in 0..self.len() {
-            let uniform = self.bounds[d + 1] - self.bounds[d] == DAY_MS;
-            match runs.last() {
-                Some((_, _, true)) if uniform => {}
-                _ => runs.push((d, self.bounds[d], uniform)),
-            }
+    }
+}
+
+/// Maps hours, fed in increasing order, to the day they start in, walking
+/// the bounds instead of searching them for every row.
+struct DayCursor<'d> {
+    bounds: &'d [i64],
+    day: usize,
+}
+
+impl DayCursor<'_> {
+    /// Hours before the first day (the hour straddling `from`) count on the
+    /// first day; `None` when the period has no days.
+    fn day_of(&mut self, hour: i64) -> Option<usize> {
+        let days = self.bounds.len().checked_sub(1).filter(|n| *n > 0)?;
+        while self.day + 1 < days && hour >= self.bounds[self.day + 1] {
+            self.day += 1;
         }
-        let expr = |(day, start, uniform): (usize, i64, bool)| {
-            if uniform {
-                format!("({day} + (max({col}, {start}) - {start}) / {DAY_MS})")
-            } else {
-                day.to_string()
-            }
-        };
-        if let [only] = runs[..] {
-            return expr(only);
-        }
-        let mut sql = String::from("(CASE");
-        for pair in runs.windows(2) {
-            sql.push_str(&format!(
-                " WHEN {col} < {} THEN {}",
-                pair[1].1,
-                expr(pair[0])
-            ));
-        }
-        if let Some(last) = runs.last() {
-            sql.push_str(&format!(" ELSE {} END)", expr(*last)));
-        }
-        sql
+        Some(self.day)
     }
 }
 
@@ -439,18 +435,16 @@ fn availability(
     days: &Days,
 ) -> Result<Availability, StoreError> {
     let what = "reading presence";
+    // Streamed in hour order and summed here (see "Cost" above).
     let mut stmt = conn
         .prepare(&format!(
-            "SELECT {day}, SUM(min(slots_seen, (min(hour + {HOUR_MS}, ?3) - max(hour, ?2)) / {SLOT_MS}))
-             FROM presence_hourly
+            "SELECT hour, slots_seen FROM presence_hourly
              WHERE agent_id = ?1 AND hour > ?2 - {HOUR_MS} AND hour < ?3
-             GROUP BY 1",
-            day = days.sql_index("hour"),
+             ORDER BY hour"
         ))
         .map_err(db(what))?;
-    let n = days.len();
-    let mut day_seen = vec![0u64; n];
-    let mut day_expected = vec![0u64; n];
+    let mut day_seen = vec![0u64; days.len()];
+    let mut day_expected = vec![0u64; days.len()];
     let mut rows = Vec::new();
     for host in &hosts.list {
         let active_end = host.revoked_at.unwrap_or(i64::MAX).min(span.as_of);
@@ -469,17 +463,19 @@ fn availability(
         let expected = slots(span.from, span.to);
         let mut seen = 0u64;
         if expected > 0 {
-            let per_day = stmt
-                .query_map(params![host.agent_id, start, end], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
-                })
+            let mut presence = stmt
+                .query(params![host.agent_id, start, end])
                 .map_err(db(what))?;
-            for row in per_day {
-                let (day, count) = row.map_err(db(what))?;
-                let count = u64::try_from(count.unwrap_or(0)).unwrap_or(0);
+            let mut cursor = days.cursor();
+            while let Some(row) = presence.next().map_err(db(what))? {
+                let hour: i64 = row.get(0).map_err(db(what))?;
+                let count: i64 = row.get(1).map_err(db(what))?;
+                let count = u64::try_from(count)
+                    .unwrap_or(0)
+                    .min(slots(hour, hour + HOUR_MS));
                 seen += count;
-                if let Some(slot) = usize::try_from(day).ok().and_then(|d| day_seen.get_mut(d)) {
-                    *slot += count;
+                if let Some(d) = cursor.day_of(hour) {
+                    day_seen[d] += count;
                 }
             }
             for (d, expected) in day_expected.iter_mut().enumerate() {
@@ -1077,20 +1073,19 @@ fn pending_series(
     as_of: i64,
 ) -> Result<Option<PendingSeries>, StoreError> {
     let what = "reading patch rollups and samples";
-    let last_rollup: Option<(i64, f64, f64)> = conn
+    // (hour, max) of the last hour rolled up.
+    let last_rollup: Option<(i64, f64)> = conn
         .prepare_cached(
-            "SELECT hour, min, max FROM rollups_hourly WHERE series_id = ?1 AND hour < ?2
+            "SELECT hour, max FROM rollups_hourly WHERE series_id = ?1 AND hour < ?2
              ORDER BY hour DESC LIMIT 1",
         )
         .and_then(|mut s| {
-            s.query_row(params![series_id, as_of], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()
+            s.query_row(params![series_id, as_of], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
         })
         .map_err(db(what))?;
     // Hours not rolled up yet, from the raw samples: (hour, min), oldest first.
-    let unrolled_from = last_rollup.map_or(i64::MIN, |(hour, _, _)| hour + HOUR_MS);
+    let unrolled_from = last_rollup.map_or(i64::MIN, |(hour, _)| hour + HOUR_MS);
     let unrolled: Vec<(i64, f64)> = conn
         .prepare_cached(&format!(
             "SELECT (at / {HOUR_MS}) * {HOUR_MS} AS h, MIN(value) FROM samples
@@ -1116,7 +1111,7 @@ fn pending_series(
                 .map_err(db(what))?;
             (*hour, value)
         }
-        (None, Some((hour, _, max))) => (hour, max),
+        (None, Some((hour, max))) => (hour, max),
         (None, None) => return Ok(None),
     };
     // The streak started after the last hour at zero, or with the data.
@@ -1161,9 +1156,12 @@ fn pending_series(
 // ---------------------------------------------------------------------------
 // Capacity
 
-/// Least-squares sums of (x = days since `from`, y = hourly average).
-#[derive(Default, Clone, Copy)]
+/// Least-squares sums of (x = days since `from`, y = hourly average),
+/// taken relative to the first point: the slope is the same and the sums
+/// lose less to cancellation.
+#[derive(Default)]
 struct Regression {
+    origin: Option<(f64, f64)>,
     n: f64,
     sx: f64,
     sy: f64,
@@ -1172,7 +1170,17 @@ struct Regression {
 }
 
 impl Regression {
-    /// Percentage points per day; `None` with fewer than two distinct hours.
+    fn add(&mut self, x: f64, y: f64) {
+        let (x0, y0) = *self.origin.get_or_insert((x, y));
+        let (x, y) = (x - x0, y - y0);
+        self.n += 1.0;
+        self.sx += x;
+        self.sy += y;
+        self.sxx += x * x;
+        self.sxy += x * y;
+    }
+
+    /// Percentage points per day; `None` with fewer than two hours.
     fn slope(&self) -> Option<f64> {
         let denominator = self.n * self.sxx - self.sx * self.sx;
         (self.n >= 2.0 && denominator > 0.0)
@@ -1204,28 +1212,13 @@ fn capacity(
         .map_err(db(what))?;
     series.sort_by_key(|(id, _, _)| *id);
 
-    let mut per_day = conn
-        .prepare(&format!(
-            "SELECT d, COUNT(*), SUM(y), SUM(x), SUM(x * x), SUM(x * y) FROM (
-                 SELECT {day} AS d, avg AS y, (hour - ?2) / {DAY_MS}.0 AS x
-                 FROM rollups_hourly WHERE series_id = ?1 AND hour >= ?2 AND hour < ?3)
-             GROUP BY d",
-            day = days.sql_index("hour"),
-        ))
-        .map_err(db(what))?;
-    let mut first = conn
+    // Streamed in hour order and summed here (see "Cost" above).
+    let mut hourly = conn
         .prepare(
-            "SELECT avg FROM rollups_hourly WHERE series_id = ?1 AND hour >= ?2 AND hour < ?3
-             ORDER BY hour LIMIT 1",
+            "SELECT hour, avg FROM rollups_hourly
+             WHERE series_id = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
         )
         .map_err(db(what))?;
-    let mut last = conn
-        .prepare(
-            "SELECT avg FROM rollups_hourly WHERE series_id = ?1 AND hour >= ?2 AND hour < ?3
-             ORDER BY hour DESC LIMIT 1",
-        )
-        .map_err(db(what))?;
-
     let mut filesystems = Vec::new();
     for (series_id, agent_id, labels) in series {
         let Some(host) = hosts.get(&agent_id).filter(|h| h.in_fleet_at(span.as_of)) else {
@@ -1234,58 +1227,43 @@ fn capacity(
         let Some(mount) = mount_label(&labels) else {
             continue;
         };
-        let window = params![series_id, span.from, span.as_of];
-        let Some(start) = first
-            .query_row(window, |r| r.get::<_, f64>(0))
-            .optional()
-            .map_err(db(what))?
-        else {
-            continue;
-        };
-        let end: f64 = last.query_row(window, |r| r.get(0)).map_err(db(what))?;
-        let mut total = Regression::default();
-        let mut daily_mean = vec![None; days.len()];
-        for row in per_day
-            .query_map(window, |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    Regression {
-                        n: r.get::<_, i64>(1)? as f64,
-                        sy: r.get(2)?,
-                        sx: r.get(3)?,
-                        sxx: r.get(4)?,
-                        sxy: r.get(5)?,
-                    },
-                ))
-            })
-            .map_err(db(what))?
-        {
-            let (day, sums) = row.map_err(db(what))?;
-            total.n += sums.n;
-            total.sx += sums.sx;
-            total.sy += sums.sy;
-            total.sxx += sums.sxx;
-            total.sxy += sums.sxy;
-            if let Some(mean) = usize::try_from(day)
-                .ok()
-                .and_then(|d| daily_mean.get_mut(d))
-            {
-                *mean = Some(sums.sy / sums.n);
+        let mut rows = hourly
+            .query(params![series_id, span.from, span.as_of])
+            .map_err(db(what))?;
+        let mut fit = Regression::default();
+        let (mut start, mut end) = (None, None);
+        let mut day_sums = vec![(0u32, 0.0f64); days.len()];
+        let mut cursor = days.cursor();
+        while let Some(row) = rows.next().map_err(db(what))? {
+            let hour: i64 = row.get(0).map_err(db(what))?;
+            let used: f64 = row.get(1).map_err(db(what))?;
+            fit.add((hour - span.from) as f64 / DAY_MS as f64, used);
+            start.get_or_insert(used);
+            end = Some(used);
+            if let Some(d) = cursor.day_of(hour) {
+                day_sums[d].0 += 1;
+                day_sums[d].1 += used;
             }
         }
-        let slope = total.slope();
+        let Some(end) = end else {
+            continue;
+        };
+        let slope = fit.slope();
         let days_until_full = slope
             .filter(|s| *s > 0.0)
             .map(|s| ((100.0 - end) / s).max(0.0));
         filesystems.push(FsForecast {
             host: host.host_ref(),
             mount,
-            used_pct_start: Some(start),
+            used_pct_start: start,
             used_pct_end: Some(end),
             growth_pct_per_day: slope,
             days_until_full,
             fills_within_next_period: days_until_full.is_some_and(|d| d <= next_period_days),
-            daily: days.values(|d| daily_mean[d]),
+            daily: days.values(|d| {
+                let (n, sum) = day_sums[d];
+                (n > 0).then(|| sum / f64::from(n))
+            }),
         });
     }
     filesystems.sort_by(|a, b| {
@@ -1384,10 +1362,10 @@ fn inspections(conn: &Connection, span: &Span) -> Result<InspectionStats, StoreE
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
-
     use super::*;
-    use crate::report::seed::{self, local_days, seed_month};
+    use crate::report::render::test_support::assert_golden;
+    use crate::report::seed::{self, seed_month};
+    use crate::schedule::{local_days, start_of_day};
 
     fn t(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
@@ -1406,10 +1384,14 @@ mod tests {
         let from = t("2026-10-31T16:00:00Z");
         let to = t("2026-11-30T16:00:00Z");
         assert_eq!(
-            seed::local_midnight(tz, chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
+            start_of_day(tz, chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
             from
         );
-        let days = local_days(tz, from, to);
+        let days = local_days(
+            tz,
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        );
         assert_eq!(days.len(), 30);
         assert_eq!(days[29].0, "2026-11-30");
         ReportParams {
@@ -1444,56 +1426,27 @@ mod tests {
         .unwrap();
     }
 
-    fn golden_path(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("testdata/golden")
-            .join(name)
-    }
-
-    /// Compares with the golden file; `UPDATE_GOLDEN=1` rewrites it.
-    fn assert_golden(name: &str, actual: &str) {
-        let path = golden_path(name);
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, actual).unwrap();
-            return;
-        }
-        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
-                path.display()
-            )
-        });
-        if expected == actual {
-            return;
-        }
-        let mut expected_lines = expected.lines();
-        let mut actual_lines = actual.lines();
-        for line in 1.. {
-            let (e, a) = (expected_lines.next(), actual_lines.next());
-            if e != a {
-                panic!(
-                    "{} differs at line {line}:\n  expected: {}\n  actual:   {}\n(UPDATE_GOLDEN=1 rewrites it)",
-                    path.display(),
-                    e.unwrap_or("<end of file>"),
-                    a.unwrap_or("<end of output>")
-                );
-            }
-        }
-    }
-
     #[test]
-    fn seeded_month_matches_the_golden_report() {
+    fn seeded_month_matches_the_golden_report_in_every_format() {
         let (_dir, mut conn) = fresh_db();
         let info = seed_month(&mut conn).unwrap();
         let params = info.params();
         assert_eq!(params.from, november(params.now).from);
         let report = compute(&conn, &params).unwrap();
         let json = serde_json::to_string_pretty(&report).unwrap() + "\n";
-        assert_golden("report-seeded-monthly.json", &json);
+        assert_golden("report-seeded-monthly.json", json.as_bytes());
         // And it reads back as a report.
         let back: OpsReport = serde_json::from_str(&json).unwrap();
         assert_eq!(back.incidents.breaches, report.incidents.breaches);
+        // The seeded month as the customer and the spreadsheet get it.
+        use crate::report::model::Lang;
+        use crate::report::render::{Format, render_report};
+        for (lang, tag) in [(Lang::En, "en"), (Lang::ZhCn, "zh-CN")] {
+            for (format, ext) in [(Format::Html, "html"), (Format::Csv, "csv")] {
+                let out = render_report(&report, lang, format).unwrap();
+                assert_golden(&format!("report-seeded-monthly.{tag}.{ext}"), &out);
+            }
+        }
     }
 
     #[test]
@@ -1749,64 +1702,44 @@ mod tests {
 
     #[test]
     fn hours_fall_on_the_local_day_they_start_in_across_dst() {
-        let conn = Connection::open_in_memory().unwrap();
         let tz = chrono_tz::America::New_York;
         let date = |d| chrono::NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
-        let (from, to) = (
-            seed::local_midnight(tz, date(1)),
-            seed::local_midnight(tz, date(31)),
-        );
+        let (from, to) = (start_of_day(tz, date(1)), start_of_day(tz, date(31)));
         let mut params = november(to);
         params.from = from;
         params.to = to;
-        params.days = local_days(tz, from, to);
+        params.days = local_days(tz, date(1), date(31));
         // 2026-03-08 has 23 hours.
         assert_eq!(
             params.days[7].2 - params.days[7].1,
             chrono::Duration::hours(23)
         );
         let days = Days::new(&params, ms(to));
-        let sql = format!("SELECT {}", days.sql_index("?1"));
+        let mut cursor = days.cursor();
         for hour in (ms(from)..ms(to)).step_by(HOUR_MS as usize) {
-            let index: i64 = conn.query_row(&sql, [hour], |r| r.get(0)).unwrap();
+            let index = cursor.day_of(hour).unwrap();
             let local = time(hour).with_timezone(&tz).date_naive();
-            assert_eq!(
-                params.days[index as usize].0,
-                local.to_string(),
-                "{}",
-                time(hour)
-            );
+            assert_eq!(params.days[index].0, local.to_string(), "{}", time(hour));
         }
     }
 
     #[test]
     fn days_round_midnight_off_the_hour_down_to_the_earlier_day() {
-        let conn = Connection::open_in_memory().unwrap();
         let tz = chrono_tz::Asia::Kolkata;
         let date = |d| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
-        let (from, to) = (
-            seed::local_midnight(tz, date(1)),
-            seed::local_midnight(tz, date(4)),
-        );
+        let (from, to) = (start_of_day(tz, date(1)), start_of_day(tz, date(4)));
         let mut params = november(to);
         params.from = from;
         params.to = to;
-        params.days = local_days(tz, from, to);
+        params.days = local_days(tz, date(1), date(4));
         let days = Days::new(&params, ms(to));
-        let sql = format!("SELECT {}", days.sql_index("?1"));
+        let mut cursor = days.cursor();
+        // The hour before `from` (18:00Z on Oct 31, 23:30 local) counts on
+        // the first day.
+        assert_eq!(cursor.day_of(ms(t("2026-10-31T18:00:00Z"))), Some(0));
         // 18:00Z is 23:30 local on the 1st: the hour starts on the 1st.
-        let index: i64 = conn
-            .query_row(&sql, [ms(t("2026-11-01T18:00:00Z"))], |r| r.get(0))
-            .unwrap();
-        assert_eq!(index, 0);
-        let index: i64 = conn
-            .query_row(&sql, [ms(t("2026-11-01T19:00:00Z"))], |r| r.get(0))
-            .unwrap();
-        assert_eq!(index, 1);
-        // The hour before `from` (18:00Z on Oct 31) belongs to day 0.
-        let index: i64 = conn
-            .query_row(&sql, [ms(t("2026-10-31T18:00:00Z"))], |r| r.get(0))
-            .unwrap();
-        assert_eq!(index, 0);
+        assert_eq!(cursor.day_of(ms(t("2026-11-01T18:00:00Z"))), Some(0));
+        assert_eq!(cursor.day_of(ms(t("2026-11-01T19:00:00Z"))), Some(1));
+        assert_eq!(cursor.day_of(ms(t("2026-11-03T19:00:00Z"))), Some(2));
     }
 }

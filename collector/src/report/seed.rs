@@ -8,7 +8,7 @@
 //! would have left them. Both are deterministic: `seed_month` uses no
 //! randomness, `seed_fleet` a seeded `StdRng`.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -18,6 +18,7 @@ use crate::report::compute::{
     CHECK_ANTIVIRUS, CHECK_SECURITY_PENDING, METRIC_FS_USED, METRIC_SECURITY_PENDING, ReportParams,
 };
 use crate::report::model::PeriodKind;
+use crate::schedule::local_days;
 use crate::sla::{Severity, SlaClock, SlaConfig, SlaPolicy};
 use crate::store::StoreError;
 
@@ -48,7 +49,11 @@ impl SeedInfo {
             to: self.to,
             next_period_days: self.next_period_days,
             timezone: self.timezone,
-            days: local_days(self.timezone, self.from, self.to),
+            days: local_days(
+                self.timezone,
+                self.from.with_timezone(&self.timezone).date_naive(),
+                self.to.with_timezone(&self.timezone).date_naive(),
+            ),
             patch_max_age_days: self.patch_max_age_days,
             sla: default_policy(),
             now: self.now,
@@ -61,41 +66,6 @@ pub fn default_policy() -> SlaPolicy {
     // The empty section is valid by construction; the plain default is the
     // same policy, so nothing is lost if validation ever changes.
     SlaConfig::default().policy().unwrap_or_default()
-}
-
-/// Local midnight of `date` in `tz` (the first instant of the day when a
-/// DST change skips midnight).
-pub fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
-    let mut local = date.and_time(NaiveTime::MIN);
-    // A DST gap is at most a few hours; step until the local time exists.
-    for _ in 0..48 {
-        if let Some(t) = tz.from_local_datetime(&local).earliest() {
-            return t.with_timezone(&Utc);
-        }
-        local += Duration::minutes(30);
-    }
-    date.and_time(NaiveTime::MIN).and_utc()
-}
-
-/// The local days between `from` and `to` (local midnights), as
-/// ("YYYY-MM-DD", start, end). A stand-in for the calendar helpers, for the
-/// tests and the benchmark.
-pub fn local_days(
-    tz: Tz,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
-    let mut days = Vec::new();
-    let mut date = from.with_timezone(&tz).date_naive();
-    let mut start = from;
-    while start < to {
-        let Some(next) = date.succ_opt() else { break };
-        let end = local_midnight(tz, next).min(to);
-        days.push((date.format("%Y-%m-%d").to_string(), start, end));
-        start = end;
-        date = next;
-    }
-    days
 }
 
 fn err(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -114,6 +84,8 @@ fn utc(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// The clock as the collector stores it when the incident opens (the
+/// report reads only its due times, not the fired-event flags).
 fn sla_clock(severity: Severity, opened_at: i64, policy: &SlaPolicy) -> String {
     // A clock of plain times and flags always serialises.
     serde_json::to_string(&SlaClock::new(severity, utc(opened_at), policy)).unwrap_or_default()
@@ -176,7 +148,7 @@ impl Seeder<'_> {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A check result; `reason` is only for `unknown`.
     fn check(
         &self,
         agent_id: &str,
@@ -184,13 +156,12 @@ impl Seeder<'_> {
         check_id: &str,
         status: &str,
         value: &str,
-        evidence: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO check_results (agent_id, sequence, at, check_id, title, status, value, threshold, evidence, reason)
-             VALUES (?1, ?2 / 300000, ?2, ?3, ?3, ?4, ?5, '', ?6, ?7)",
-            params![agent_id, at, check_id, status, value, evidence, reason],
+             VALUES (?1, ?2 / 300000, ?2, ?3, ?3, ?4, ?5, '', 'seeded', ?6)",
+            params![agent_id, at, check_id, status, value, reason],
         )
     }
 }
@@ -401,29 +372,16 @@ pub fn seed_month(conn: &mut Connection) -> Result<SeedInfo, StoreError> {
     // Security updates pending: rolled up to 2026-11-30T12:00Z, raw samples
     // after that (as the collector leaves them).
     let last_rolled = at(2026, 11, 30, 12, 0);
-    type Pending = fn(i64) -> f64;
-    let pending: [(&str, i64, Pending); 4] = [
+    // (host, first hour, pending from, how many): 0 before, then the count.
+    let pending = [
         // web-01: patched; something becomes pending after the period.
-        (WEB_01, data_from, |t| {
-            if t >= at(2026, 11, 30, 17, 0) {
-                4.0
-            } else {
-                0.0
-            }
-        }),
-        (WEB_02, data_from, |t| {
-            if t >= at(2026, 11, 5, 7, 0) { 3.0 } else { 0.0 }
-        }),
-        (DB_01, data_from, |_| 0.0),
-        (APP_03, app_first_hour, |t| {
-            if t >= at(2026, 11, 25, 0, 0) {
-                2.0
-            } else {
-                0.0
-            }
-        }),
+        (WEB_01, data_from, at(2026, 11, 30, 17, 0), 4.0),
+        (WEB_02, data_from, at(2026, 11, 5, 7, 0), 3.0),
+        (DB_01, data_from, i64::MAX, 0.0),
+        (APP_03, app_first_hour, at(2026, 11, 25, 0, 0), 2.0),
     ];
-    for (agent, start, value) in pending {
+    for (agent, start, since, count) in pending {
+        let value = |t: i64| if t >= since { count } else { 0.0 };
         let id = s.series(agent, METRIC_SECURITY_PENDING, "{}")?;
         for hour in (start..=last_rolled).step_by(HOUR_MS as usize) {
             let v = value(hour);
@@ -440,231 +398,95 @@ pub fn seed_month(conn: &mut Connection) -> Result<SeedInfo, StoreError> {
         }
     }
 
-    // Check results: (host, at, check, status, value, evidence, reason).
+    // Check results. Later results win; some fall after the period.
     let nov3 = at(2026, 11, 3, 12, 0);
     let nov30 = at(2026, 11, 30, 12, 0);
     let dec1 = at(2026, 12, 1, 0, 30);
-    let checks: &[(&str, i64, &str, &str, &str, &str, &str)] = &[
-        (
-            WEB_01,
-            nov3,
-            CHECK_ANTIVIRUS,
-            "critical",
-            "disabled: clamd not running",
-            "looked at: clamd",
-            "",
-        ),
-        (
-            WEB_01,
-            nov30,
-            CHECK_ANTIVIRUS,
-            "ok",
-            "protected: ClamAV definitions 0 days old",
-            "looked at: /var/lib/clamav",
-            "",
-        ),
-        (
-            WEB_01,
-            dec1,
-            CHECK_ANTIVIRUS,
-            "critical",
-            "disabled: after the period",
-            "",
-            "",
-        ),
-        (
-            WEB_01,
-            nov30,
-            CHECK_SECURITY_PENDING,
-            "ok",
-            "0 security",
-            "apt-get -s upgrade",
-            "",
-        ),
-        (
-            WEB_01,
-            nov30,
-            "baseline.ssh.permit_root_login",
-            "ok",
-            "no",
-            "/etc/ssh/sshd_config",
-            "",
-        ),
-        (
-            WEB_01,
-            nov30,
-            "baseline.firewall.active",
-            "ok",
-            "nftables active",
-            "nft list ruleset",
-            "",
-        ),
-        (
-            WEB_01,
-            nov30,
-            "baseline.accounts.empty_password",
-            "ok",
-            "none",
-            "/etc/shadow",
-            "",
-        ),
-        (
-            WEB_02,
-            nov30,
-            CHECK_ANTIVIRUS,
-            "critical",
-            "disabled: Microsoft Defender real-time protection is off",
-            "Get-MpComputerStatus",
-            "",
-        ),
-        (
-            WEB_02,
-            nov30,
-            CHECK_SECURITY_PENDING,
-            "critical",
-            "3 security",
-            "apt-get -s upgrade",
-            "",
-        ),
-        (
-            WEB_02,
-            nov3,
-            "baseline.firewall.active",
-            "critical",
-            "inactive",
-            "nft list ruleset",
-            "",
-        ),
-        (
-            WEB_02,
-            nov30,
-            "baseline.firewall.active",
-            "ok",
-            "nftables active",
-            "nft list ruleset",
-            "",
-        ),
-        (
-            WEB_02,
-            nov30,
-            "baseline.ssh.permit_root_login",
-            "critical",
-            "yes",
-            "/etc/ssh/sshd_config",
-            "",
-        ),
-        (
-            WEB_02,
-            nov30,
-            "baseline.password.max_days",
-            "warning",
-            "99999",
-            "/etc/login.defs",
-            "",
-        ),
-        (
-            DB_01,
-            nov30,
-            CHECK_ANTIVIRUS,
-            "unknown",
-            "",
-            "looked at: clamd, mdatp",
-            "no antivirus state could be determined: mdatp health timed out",
-        ),
-        (
-            DB_01,
-            nov3,
-            CHECK_SECURITY_PENDING,
-            "ok",
-            "0 security",
-            "apt-get -s upgrade",
-            "",
-        ),
-        (
-            DB_01,
-            nov30,
-            CHECK_SECURITY_PENDING,
-            "unknown",
-            "",
-            "apt-get -s upgrade",
-            "apt-get timed out after 60s",
-        ),
-        (
-            DB_01,
-            nov30,
-            "baseline.ssh.permit_root_login",
-            "ok",
-            "no",
-            "/etc/ssh/sshd_config",
-            "",
-        ),
-        (
-            DB_01,
-            nov30,
-            "baseline.firewall.active",
-            "unknown",
-            "",
-            "nft list ruleset",
-            "nft: permission denied",
-        ),
-        (
-            APP_03,
-            nov30,
-            CHECK_ANTIVIRUS,
-            "ok",
-            "protected: ClamAV definitions 1 days old",
-            "looked at: /var/lib/clamav",
-            "",
-        ),
-        (
-            APP_03,
-            nov30,
-            CHECK_SECURITY_PENDING,
-            "warning",
-            "2 security",
-            "apt-get -s upgrade",
-            "",
-        ),
-        (
-            APP_03,
-            nov30,
-            "baseline.ssh.permit_root_login",
-            "ok",
-            "no",
-            "/etc/ssh/sshd_config",
-            "",
-        ),
-        (
-            APP_03,
-            nov30,
-            "baseline.firewall.active",
-            "ok",
-            "nftables active",
-            "nft list ruleset",
-            "",
-        ),
-        (
-            APP_03,
-            nov30,
-            "baseline.accounts.empty_password",
-            "ok",
-            "none",
-            "/etc/shadow",
-            "",
-        ),
-        (
-            OLD_01,
-            nov3,
-            CHECK_ANTIVIRUS,
-            "critical",
-            "missing: no antivirus product found",
-            "",
-            "",
-        ),
-    ];
-    for (agent, t, id, status, value, evidence, reason) in checks {
-        s.check(agent, *t, id, status, value, evidence, reason)?;
-    }
+    let (av, patch) = (CHECK_ANTIVIRUS, CHECK_SECURITY_PENDING);
+    let (root_login, firewall) = ("baseline.ssh.permit_root_login", "baseline.firewall.active");
+    let empty_password = "baseline.accounts.empty_password";
+    s.check(
+        WEB_01,
+        nov3,
+        av,
+        "critical",
+        "disabled: clamd not running",
+        "",
+    )?;
+    s.check(
+        WEB_01,
+        nov30,
+        av,
+        "ok",
+        "protected: ClamAV definitions 0 days old",
+        "",
+    )?;
+    s.check(
+        WEB_01,
+        dec1,
+        av,
+        "critical",
+        "disabled: after the period",
+        "",
+    )?;
+    s.check(WEB_01, nov30, patch, "ok", "0 security", "")?;
+    s.check(WEB_01, nov30, root_login, "ok", "no", "")?;
+    s.check(WEB_01, nov30, firewall, "ok", "nftables active", "")?;
+    s.check(WEB_01, nov30, empty_password, "ok", "none", "")?;
+    let defender_off = "disabled: Microsoft Defender real-time protection is off";
+    s.check(WEB_02, nov30, av, "critical", defender_off, "")?;
+    s.check(WEB_02, nov30, patch, "critical", "3 security", "")?;
+    s.check(WEB_02, nov3, firewall, "critical", "inactive", "")?;
+    s.check(WEB_02, nov30, firewall, "ok", "nftables active", "")?;
+    s.check(WEB_02, nov30, root_login, "critical", "yes", "")?;
+    s.check(
+        WEB_02,
+        nov30,
+        "baseline.password.max_days",
+        "warning",
+        "99999",
+        "",
+    )?;
+    let no_av_state = "no antivirus state could be determined: mdatp health timed out";
+    s.check(DB_01, nov30, av, "unknown", "", no_av_state)?;
+    s.check(DB_01, nov3, patch, "ok", "0 security", "")?;
+    s.check(
+        DB_01,
+        nov30,
+        patch,
+        "unknown",
+        "",
+        "apt-get timed out after 60s",
+    )?;
+    s.check(DB_01, nov30, root_login, "ok", "no", "")?;
+    s.check(
+        DB_01,
+        nov30,
+        firewall,
+        "unknown",
+        "",
+        "nft: permission denied",
+    )?;
+    s.check(
+        APP_03,
+        nov30,
+        av,
+        "ok",
+        "protected: ClamAV definitions 1 days old",
+        "",
+    )?;
+    s.check(APP_03, nov30, patch, "warning", "2 security", "")?;
+    s.check(APP_03, nov30, root_login, "ok", "no", "")?;
+    s.check(APP_03, nov30, firewall, "ok", "nftables active", "")?;
+    s.check(APP_03, nov30, empty_password, "ok", "none", "")?;
+    s.check(
+        OLD_01,
+        nov3,
+        av,
+        "critical",
+        "missing: no antivirus product found",
+        "",
+    )?;
 
     // Configuration changes need the snapshots they came from.
     let changes: &[(&str, i64, &str, &str, &str)] = &[
@@ -1153,7 +975,13 @@ pub fn seed_fleet(
                     .map_err(err(what))?;
                 let id = tx.last_insert_rowid();
                 let level = rng.random_range(10.0..60.0);
-                let per_hour = rng.random_range(-0.05..0.25) / 24.0;
+                // Most grow slowly; one in twenty fills within months.
+                let per_day = if rng.random_bool(0.05) {
+                    rng.random_range(0.1..0.3)
+                } else {
+                    rng.random_range(-0.02..0.05)
+                };
+                let per_hour = per_day / 24.0;
                 for (k, hour) in host_hours.clone().enumerate() {
                     let v = (level + per_hour * k as f64 + rng.random_range(-0.5..0.5))
                         .clamp(0.0, 100.0);
@@ -1214,8 +1042,19 @@ pub fn seed_fleet(
             for _ in 0..count {
                 let (rule, severity) = FLEET_RULES[rng.random_range(0..FLEET_RULES.len())];
                 let opened = first_hour + rng.random_range(0..host_span.max(1));
-                let acked = opened + rng.random_range(1..90) * MINUTE_MS;
-                let resolved = acked + rng.random_range(10..3000) * MINUTE_MS;
+                // Mostly within the SLA, sometimes late.
+                let ack_minutes = if rng.random_bool(0.85) {
+                    rng.random_range(1..30)
+                } else {
+                    rng.random_range(30..180)
+                };
+                let fix_minutes = if rng.random_bool(0.9) {
+                    rng.random_range(10..600)
+                } else {
+                    rng.random_range(600..4000)
+                };
+                let acked = opened + ack_minutes * MINUTE_MS;
+                let resolved = acked + fix_minutes * MINUTE_MS;
                 let (acked, resolved) = (
                     Some(acked).filter(|t| *t < end),
                     Some(resolved).filter(|t| *t < end),
