@@ -291,3 +291,54 @@ async fn a_full_selfcheck_resolves_the_no_selfcheck_this_year_incident() {
     agent.stop().await;
     collector.stop().await;
 }
+
+#[tokio::test]
+async fn a_plan_runs_when_its_schedule_says_and_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let mut config = collector_config(&data, 0);
+    config.inspection.plans = vec![
+        toml::from_str(
+            "name = \"every-minute\"\nschedule = \"cron * * * * *\"\nchecks = [\"cpu.*\", \"memory.*\"]\n",
+        )
+        .unwrap(),
+    ];
+    assert!(config.inspection.problem().is_none());
+    let clock = ManualClock::new();
+    let collector = TestCollector::start_with_clock(config, clock.clone()).await;
+    let url = collector.url();
+    let agent_dir = dir.path().join("agent");
+    enroll_agent(&data, &url, &agent_dir).await;
+    let agent = TestAgent::start(&agent_config(&agent_dir, &url, Duration::from_secs(3600))).await;
+    let conn = db(&data);
+    let runs = "SELECT count(*) FROM inspection_runs WHERE plan = 'every-minute' AND requested_by = 'scheduler'";
+    // The scheduler has been polling while the agent enrolled; the clock has
+    // not reached the next minute, so nothing was requested.
+    let seq = agent.collect_one().await;
+    agent.wait_acked(seq).await;
+    assert_eq!(count(&conn, runs), 0);
+    clock.advance(Duration::from_secs(61));
+    wait_until("the scheduled run", || count(&conn, runs) == 1).await;
+    let run_id: i64 = conn
+        .query_row(
+            "SELECT run_id FROM inspection_runs WHERE plan = 'every-minute'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let run = wait_filed(&conn, run_id).await;
+    assert_eq!(run.requested_by, "scheduler");
+    assert_eq!(run.summary.hosts_inspected, 1);
+    assert!(
+        run.hosts[0]
+            .items
+            .iter()
+            .all(|i| i.item_id.starts_with("cpu.") || i.item_id.starts_with("memory.")),
+        "only the plan's items: {:?}",
+        run.hosts[0].items
+    );
+    clock.advance(Duration::from_secs(60));
+    wait_until("the next minute's run", || count(&conn, runs) == 2).await;
+    agent.stop().await;
+    collector.stop().await;
+}

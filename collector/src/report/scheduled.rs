@@ -198,3 +198,64 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::ScheduledReport;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_last_ended_period_is_due_once_after_its_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("x.db")).unwrap();
+        let mut config = CollectorConfig::default();
+        config.reports.timezone = "Asia/Shanghai".into();
+        config.reports.schedule.push(ScheduledReport {
+            kind: super::super::PeriodKind::Monthly,
+            lang: Lang::ZhCn,
+            formats: vec!["html".into(), "csv".into()],
+            delay: Duration::from_secs(3600),
+        });
+        // Nothing enrolled yet: a new install has nothing to report.
+        assert!(
+            due(&conn, &config, at("2026-11-01T00:00:00Z"))
+                .unwrap()
+                .is_empty()
+        );
+        conn.execute(
+            "INSERT INTO agents (agent_id, enrolled_at, enrolled_with_token, cert_serial, cert_sha256)
+             VALUES ('a', ?1, 't', 's', 'h')",
+            [at("2026-10-03T00:00:00Z").timestamp_millis()],
+        )
+        .unwrap();
+        // November starts 2026-10-31T16:00Z in Shanghai; the delay is an hour.
+        assert!(
+            due(&conn, &config, at("2026-10-31T16:30:00Z"))
+                .unwrap()
+                .iter()
+                .all(|p| p.period == "2026-09")
+        );
+        let pending = due(&conn, &config, at("2026-10-31T17:00:00Z")).unwrap();
+        // September ended before the first enrollment: skipped.
+        assert_eq!(
+            pending
+                .iter()
+                .map(|p| (p.period.as_str(), p.format.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("2026-10", "html"), ("2026-10", "csv")]
+        );
+        conn.execute(
+            "INSERT INTO reports_generated (kind, period, lang, format, path, sha256, generated_at)
+             VALUES ('monthly', '2026-10', 'zh-CN', 'html', '/x', 'h', 0)",
+            [],
+        )
+        .unwrap();
+        let pending = due(&conn, &config, at("2026-11-02T00:00:00Z")).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].format, "csv");
+    }
+}
