@@ -129,6 +129,21 @@ pub fn agent_config(agent_dir: &Path, url: &str, interval: Duration) -> AgentCon
     c
 }
 
+/// An agent running only the system area and the `fill` custom check
+/// (`script`, run by /bin/sh), which reports `custom.fill.used`.
+pub fn fill_agent_config(agent_dir: &Path, url: &str, script: &Path) -> AgentConfig {
+    let mut config = agent_config(agent_dir, url, Duration::from_secs(3600));
+    config.collect.areas = vec!["system".into(), "plugins".into()];
+    config.checks = vec![
+        toml::from_str(&format!(
+            "id = \"fill\"\ncommand = [\"/bin/sh\", \"{}\"]\ninterval = \"24h\"\n",
+            script.display()
+        ))
+        .expect("a valid check"),
+    ];
+    config
+}
+
 /// An agent running inside the test process.
 pub struct TestAgent {
     pub handle: AgentHandle,

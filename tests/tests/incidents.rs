@@ -66,25 +66,6 @@ async fn webhook_receiver() -> (String, tokio::sync::mpsc::Receiver<String>) {
     (url, rx)
 }
 
-/// An agent running only the system area and the `fill` custom check
-/// (`script`, run by /bin/sh), which reports `custom.fill.used`.
-fn fill_agent_config(
-    agent_dir: &std::path::Path,
-    url: &str,
-    script: &std::path::Path,
-) -> xunjian_agent::config::AgentConfig {
-    let mut config = agent_config(agent_dir, url, Duration::from_secs(3600));
-    config.collect.areas = vec!["system".into(), "plugins".into()];
-    config.checks = vec![
-        toml::from_str(&format!(
-            "id = \"fill\"\ncommand = [\"/bin/sh\", \"{}\"]\ninterval = \"24h\"\n",
-            script.display()
-        ))
-        .unwrap(),
-    ];
-    config
-}
-
 fn incident_state(conn: &rusqlite::Connection) -> Option<(i64, String, i64)> {
     conn.query_row(
         "SELECT incident_id, state, occurrences FROM incidents WHERE rule_id = 'fill.high' ORDER BY incident_id DESC LIMIT 1",

@@ -24,23 +24,6 @@ threshold = 90
 recover_threshold = 80
 "#;
 
-fn fill_agent(
-    agent_dir: &std::path::Path,
-    url: &str,
-    script: &std::path::Path,
-) -> xunjian_agent::config::AgentConfig {
-    let mut config = agent_config(agent_dir, url, Duration::from_secs(3600));
-    config.collect.areas = vec!["system".into(), "plugins".into()];
-    config.checks = vec![
-        toml::from_str(&format!(
-            "id = \"fill\"\ncommand = [\"/bin/sh\", \"{}\"]\ninterval = \"24h\"\n",
-            script.display()
-        ))
-        .unwrap(),
-    ];
-    config
-}
-
 /// The CLI's way in: a read-write connection of its own.
 fn writable(data: &std::path::Path) -> rusqlite::Connection {
     xunjian_collector::store::open(&data.join("xunjian.db")).unwrap()
@@ -87,7 +70,7 @@ async fn an_inspection_files_every_host_links_incidents_and_verifies_as_evidence
     std::fs::write(&script, "echo \"FILL 95 | used=95%\"\nexit 1\n").unwrap();
     let a_dir = dir.path().join("agent-a");
     let a_creds = enroll_agent(&data, &url, &a_dir).await;
-    let agent_a = TestAgent::start(&fill_agent(&a_dir, &url, &script)).await;
+    let agent_a = TestAgent::start(&fill_agent_config(&a_dir, &url, &script)).await;
     // Host B reported once, then went down.
     let b_dir = dir.path().join("agent-b");
     let b_creds = enroll_agent(&data, &url, &b_dir).await;
