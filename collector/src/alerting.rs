@@ -99,6 +99,13 @@ impl Alerting {
                         c.spool_dropped_total as f64,
                         c.at_ms,
                     ));
+                    out.extend(self.engine.observe_metric(
+                        host,
+                        crate::store::writer::SERIES_REFUSED_METRIC,
+                        &Default::default(),
+                        c.series_refused as f64,
+                        c.at_ms,
+                    ));
                     out
                 }
                 _ = tick.tick() => {

@@ -90,6 +90,10 @@ pub struct ServerConfig {
     pub keepalive_interval: Duration,
     #[serde(default = "default_keepalive_timeout", with = "humantime_serde")]
     pub keepalive_timeout: Duration,
+    /// New metric series one agent may create per hour; samples that would
+    /// create more are dropped, counted and raise an incident.
+    #[serde(default = "default_max_new_series_per_hour")]
+    pub max_new_series_per_hour: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +131,9 @@ fn default_max_agents() -> usize {
 fn default_keepalive_interval() -> Duration {
     Duration::from_secs(30)
 }
+fn default_max_new_series_per_hour() -> usize {
+    crate::store::writer::DEFAULT_MAX_NEW_SERIES_PER_HOUR
+}
 fn default_keepalive_timeout() -> Duration {
     Duration::from_secs(20)
 }
@@ -156,6 +163,7 @@ impl Default for ServerConfig {
             max_agents: default_max_agents(),
             keepalive_interval: default_keepalive_interval(),
             keepalive_timeout: default_keepalive_timeout(),
+            max_new_series_per_hour: default_max_new_series_per_hour(),
         }
     }
 }
@@ -200,6 +208,12 @@ impl CollectorConfig {
             return Err(invalid(
                 "server.max_message_bytes",
                 format!("{} is outside 65536..=67108864", s.max_message_bytes),
+            ));
+        }
+        if !(100..=1_000_000).contains(&s.max_new_series_per_hour) {
+            return Err(invalid(
+                "server.max_new_series_per_hour",
+                format!("{} is outside 100..=1000000", s.max_new_series_per_hour),
             ));
         }
         if s.max_agents == 0 {

@@ -99,7 +99,11 @@ impl Collector {
         let pki = Arc::new(Pki::load_or_create(&config.pki_dir())?);
         let (chain_pem, key_pem) = pki.server_identity(&config.server.names)?;
         let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(COMMITTED_CAPACITY);
-        let (writer_handle, writer) = Writer::spawn(&config.database_path(), Some(committed_tx))?;
+        let (writer_handle, writer) = Writer::spawn_with(
+            &config.database_path(),
+            Some(committed_tx),
+            config.server.max_new_series_per_hour,
+        )?;
         let policy = Policy {
             metrics_interval_s: config.policy.metrics_interval.map_or(0, secs),
             inventory_interval_s: config.policy.inventory_interval.map_or(0, secs),

@@ -295,3 +295,41 @@ async fn an_agent_that_stops_reporting_raises_an_offline_incident_that_resolves_
     agent.stop().await;
     collector.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_over_the_new_series_limit_raises_an_incident_and_its_samples_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let mut config = collector_config(&data, 0);
+    config.server.max_new_series_per_hour = 100;
+    let collector = TestCollector::start_with(config).await;
+    let url = collector.url();
+    // A custom check whose performance data has 300 labels: far more new
+    // series than the limit of 100.
+    let script = dir.path().join("check_many.sh");
+    let perf: Vec<String> = (0..300).map(|i| format!("l{i}={i}")).collect();
+    std::fs::write(
+        &script,
+        format!("echo \"MANY OK | {}\"\nexit 0\n", perf.join(" ")),
+    )
+    .unwrap();
+    let agent_dir = dir.path().join("agent");
+    enroll_agent(&data, &url, &agent_dir).await;
+    let agent = TestAgent::start(&fill_agent_config(&agent_dir, &url, &script)).await;
+    let seq = agent.collect_one().await;
+    agent.wait_acked(seq).await;
+    let conn = db(&data);
+    wait_until("the series-limit incident", || {
+        count(
+            &conn,
+            "SELECT count(*) FROM incidents WHERE rule_id = 'agent.series_limit' AND state = 'open'",
+        ) == 1
+    })
+    .await;
+    assert_eq!(count(&conn, "SELECT count(*) FROM series"), 100);
+    let refused = count(&conn, "SELECT sum(series_refused_total) FROM agents");
+    // The plugin parser keeps at most MAX_METRICS perfdata values.
+    assert!(refused >= 100, "{refused} refused");
+    agent.stop().await;
+    collector.stop().await;
+}

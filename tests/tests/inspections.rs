@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use xunjian_collector::clock::Clock;
 use xunjian_collector::inspection::record::{HostVerdict, InspectionRun, ItemVerdict};
 use xunjian_collector::inspection::runner::{RunRequest, SELFCHECK_OVERDUE_RULE, request_run};
 use xunjian_tests::*;
@@ -228,7 +229,8 @@ async fn a_full_selfcheck_resolves_the_no_selfcheck_this_year_incident() {
     let data = dir.path().join("collector");
     let mut config = collector_config(&data, 0);
     config.inspection.wait = Duration::from_secs(20);
-    let collector = TestCollector::start_with(config.clone()).await;
+    let clock = ManualClock::new();
+    let collector = TestCollector::start_with_clock(config.clone(), clock.clone()).await;
     let url = collector.url();
     let agent_dir = dir.path().join("agent");
     enroll_agent(&data, &url, &agent_dir).await;
@@ -237,6 +239,12 @@ async fn a_full_selfcheck_resolves_the_no_selfcheck_this_year_incident() {
     let overdue = format!(
         "SELECT count(*) FROM incidents WHERE rule_id = '{SELFCHECK_OVERDUE_RULE}' AND state = 'open'"
     );
+    // A new installation is not overdue; a year after the first enrollment
+    // without a full self-check it is.
+    let seq = agent.collect_one().await;
+    agent.wait_acked(seq).await;
+    assert_eq!(count(&conn, &overdue), 0);
+    clock.advance(Duration::from_secs(366 * 86_400));
     wait_until("the overdue incident", || count(&conn, &overdue) == 1).await;
 
     // A partial self-check does not count.
@@ -245,14 +253,14 @@ async fn a_full_selfcheck_resolves_the_no_selfcheck_this_year_incident() {
         xunjian_collector::inspection::plan::Scope::parse_cli(&["host=nobody".into()]).unwrap(),
     );
     assert!(!partial.scope.is_whole_fleet());
-    let run = request_run(&writable(&data), &partial, "test", chrono::Utc::now()).unwrap();
+    let run = request_run(&writable(&data), &partial, "test", clock.now()).unwrap();
     let filed = wait_filed(&conn, run).await;
     assert!(!filed.full_fleet);
     assert_eq!(filed.summary.hosts_in_scope, 0);
     assert_eq!(count(&conn, &overdue), 1);
 
     let full = RunRequest::selfcheck(&config.inspection, Default::default());
-    let run = request_run(&writable(&data), &full, "test", chrono::Utc::now()).unwrap();
+    let run = request_run(&writable(&data), &full, "test", clock.now()).unwrap();
     let filed = wait_filed(&conn, run).await;
     assert!(filed.full_fleet);
     assert_eq!(filed.summary.hosts_inspected, 1);

@@ -676,7 +676,8 @@ impl Inspector {
     }
 
     /// Opens the "no full self-check" incident when the last one is older
-    /// than `full_selfcheck_every` (or there is none), resolves it after one.
+    /// than `full_selfcheck_every` (or, before the first one, the first
+    /// enrollment is), resolves it after one.
     async fn check_full_selfcheck(&self, now: DateTime<Utc>) -> Result<(), RunError> {
         let conn = self.read()?;
         let last: Option<i64> = conn
@@ -686,9 +687,21 @@ impl Inspector {
                 |r| r.get(0),
             )
             .map_err(sql("reading the last full self-check"))?;
+        // Before the first full self-check the year counts from the first
+        // enrollment: a new installation is not overdue on day one.
+        let first_enrolled: Option<i64> = conn
+            .query_row(
+                "SELECT min(enrolled_at) FROM agents WHERE agent_id != ?1",
+                [FLEET_AGENT_ID],
+                |r| r.get(0),
+            )
+            .map_err(sql("reading the first enrollment"))?;
         let every = chrono::Duration::from_std(self.config.full_selfcheck_every)
             .unwrap_or(chrono::Duration::days(365));
-        let overdue = last.is_none_or(|t| now - ms(t) > every);
+        let overdue = match last.or(first_enrolled) {
+            Some(since) => now - ms(since) > every,
+            None => false,
+        };
         let key = crate::alerting::key_text(&crate::rules::IncidentKey {
             rule_id: SELFCHECK_OVERDUE_RULE.into(),
             agent_id: FLEET_AGENT_ID.into(),

@@ -1007,6 +1007,7 @@ mod tests {
                 "service.failed_units",
                 "time.sync",
                 "agent.offline",
+                "agent.series_limit",
                 "agent.spool_dropping",
             ]
         );

@@ -290,6 +290,9 @@ const MIGRATIONS: &[&str] = &[
     -- Highest sequence whose report row retention removed: replays of it
     -- or anything older are duplicates.
     ALTER TABLE agents ADD COLUMN reports_pruned_through INTEGER NOT NULL DEFAULT 0;
+    -- Samples dropped because the agent created more new series in an hour
+    -- than `server.max_new_series_per_hour` allows.
+    ALTER TABLE agents ADD COLUMN series_refused_total INTEGER NOT NULL DEFAULT 0;
     -- One run of an inspection plan or a self-check. Requested by the
     -- scheduler or an operator (`xunjian inspect run`), carried out by the
     -- running collector, filed when every host answered or the wait ran out.

@@ -30,6 +30,29 @@ pub const QUEUE_CAPACITY: usize = 1024;
 const MAX_BATCH: usize = 512;
 /// Series ids remembered between transactions; cleared when it grows past this.
 const SERIES_CACHE_MAX: usize = 1_000_000;
+/// New series one agent may create per hour unless configured otherwise
+/// (`server.max_new_series_per_hour`). Samples that would create more are
+/// dropped, counted in `agents.series_refused_total` and reported to the
+/// rules as [`SERIES_REFUSED_METRIC`]: a host emitting a million distinct
+/// names cannot grow the database without bound.
+pub const DEFAULT_MAX_NEW_SERIES_PER_HOUR: usize = 5_000;
+/// The rules see, for every report, how many of its samples were refused.
+pub const SERIES_REFUSED_METRIC: &str = "agent.series_refused";
+/// An agent clock this far ahead of the collector is not believed: the
+/// report's times are taken as the moment it was received.
+pub const MAX_CLOCK_AHEAD_MS: i64 = 5 * 60 * 1000;
+
+/// The time a report or sample is stored under: the agent's, unless it is
+/// in the future (a clock running ahead), then the time it was received.
+/// Past times are kept: a spool delivered after an outage is legitimately
+/// old.
+pub fn trusted_time(claimed_ms: i64, received_at_ms: i64) -> i64 {
+    if claimed_ms > received_at_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
+        received_at_ms
+    } else {
+        claimed_ms
+    }
+}
 
 /// Why a write did not happen.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -59,10 +82,13 @@ pub struct Committed {
     pub checks: Vec<(String, String, String)>,
     /// The agent's spool drop counter, for the spool-dropping rule.
     pub spool_dropped_total: u64,
+    /// Samples of this report dropped by the new-series limit.
+    pub series_refused: u64,
 }
 
 impl Committed {
-    fn from_report(agent_id: Uuid, r: &Report) -> Self {
+    fn from_report(agent_id: Uuid, r: &Report, received_at_ms: i64, series_refused: u64) -> Self {
+        let collected_at = trusted_time(r.collected_at_unix_ms, received_at_ms);
         let mut metrics = Vec::new();
         let mut checks = Vec::new();
         for s in &r.sections {
@@ -75,9 +101,9 @@ impl Committed {
                             .map(|l| (l.name.clone(), l.value.clone()))
                             .collect();
                         let at = if m.at_unix_ms != 0 {
-                            m.at_unix_ms
+                            trusted_time(m.at_unix_ms, received_at_ms)
                         } else {
-                            r.collected_at_unix_ms
+                            collected_at
                         };
                         metrics.push((m.name.clone(), labels, m.value, at));
                     }
@@ -96,10 +122,11 @@ impl Committed {
         }
         Self {
             agent_id,
-            at_ms: r.collected_at_unix_ms,
+            at_ms: collected_at,
             metrics,
             checks,
             spool_dropped_total: r.spool.map(|s| s.dropped_reports_total).unwrap_or(0),
+            series_refused,
         }
     }
 }
@@ -183,11 +210,20 @@ impl Writer {
         path: &Path,
         committed: Option<mpsc::Sender<Committed>>,
     ) -> Result<(WriterHandle, Writer), StoreError> {
+        Self::spawn_with(path, committed, DEFAULT_MAX_NEW_SERIES_PER_HOUR)
+    }
+
+    /// [`Writer::spawn`] with the per-agent new-series budget.
+    pub fn spawn_with(
+        path: &Path,
+        committed: Option<mpsc::Sender<Committed>>,
+        max_new_series_per_hour: usize,
+    ) -> Result<(WriterHandle, Writer), StoreError> {
         let conn = super::open(path)?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("xunjian-writer".into())
-            .spawn(move || run(conn, rx, committed))
+            .spawn(move || run(conn, rx, committed, max_new_series_per_hour))
             .map_err(|source| StoreError::Dir {
                 path: path.to_owned(),
                 source,
@@ -357,8 +393,12 @@ fn run(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Job>,
     committed: Option<mpsc::Sender<Committed>>,
+    max_new_series_per_hour: usize,
 ) {
-    let mut series = SeriesCache::default();
+    let mut series = SeriesCache {
+        new_per_hour: max_new_series_per_hour,
+        ..Default::default()
+    };
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -465,9 +505,16 @@ fn apply(conn: &Connection, series: &mut SeriesCache, job: Job) -> Outcome {
             done,
         } => {
             let r = store_report(conn, series, agent_id, &report, bytes, received_at_ms);
-            let committed = matches!(r, Ok(Stored { duplicate: false }))
-                .then(|| Committed::from_report(agent_id, &report));
-            Outcome::Report(done, r.map_err(|e| classify(&e)), committed)
+            let committed = match &r {
+                Ok((Stored { duplicate: false }, refused)) => Some(Committed::from_report(
+                    agent_id,
+                    &report,
+                    received_at_ms,
+                    *refused,
+                )),
+                _ => None,
+            };
+            Outcome::Report(done, r.map(|(s, _)| s).map_err(|e| classify(&e)), committed)
         }
         Job::Hello {
             agent_id,
@@ -563,10 +610,11 @@ fn store_report(
     report: &Report,
     bytes: usize,
     received_at_ms: i64,
-) -> rusqlite::Result<Stored> {
+) -> rusqlite::Result<(Stored, u64)> {
     let agent = agent_id.to_string();
     let seq = clamp_i64(report.sequence);
-    let collected_at = report.collected_at_unix_ms;
+    let collected_at = trusted_time(report.collected_at_unix_ms, received_at_ms);
+    let mut refused = 0u64;
     // Rows of reports past retention are gone; their sequences stay
     // duplicates (an agent replaying one is not sending new data).
     let pruned_through: i64 = conn
@@ -575,7 +623,7 @@ fn store_report(
         .optional()?
         .unwrap_or(0);
     if seq <= pruned_through {
-        return Ok(Stored { duplicate: true });
+        return Ok((Stored { duplicate: true }, 0));
     }
     let inserted = conn
         .prepare_cached(
@@ -592,7 +640,7 @@ fn store_report(
             report.run_now_request_id
         ])?;
     if inserted == 0 {
-        return Ok(Stored { duplicate: true });
+        return Ok((Stored { duplicate: true }, 0));
     }
     for section in &report.sections {
         match &section.kind {
@@ -602,9 +650,13 @@ fn store_report(
                 )?;
                 for m in &batch.metrics {
                     let labels = labels_json(&m.labels);
-                    let id = series.id(conn, &agent, &m.name, &labels)?;
+                    let Some(id) = series.id(conn, &agent, &m.name, &labels, received_at_ms)?
+                    else {
+                        refused += 1;
+                        continue;
+                    };
                     let at = if m.at_unix_ms != 0 {
-                        m.at_unix_ms
+                        trusted_time(m.at_unix_ms, received_at_ms)
                     } else {
                         collected_at
                     };
@@ -646,7 +698,8 @@ fn store_report(
                 clock_skew_ms = ?5,
                 spool_pending_reports = ?6,
                 spool_dropped_reports_total = max(spool_dropped_reports_total, ?7),
-                spool_dropped_bytes_total = max(spool_dropped_bytes_total, ?8)
+                spool_dropped_bytes_total = max(spool_dropped_bytes_total, ?8),
+                series_refused_total = series_refused_total + ?9
          WHERE agent_id = ?1",
     )?
     .execute(params![
@@ -654,12 +707,21 @@ fn store_report(
         received_at_ms,
         collected_at,
         seq,
-        received_at_ms.saturating_sub(collected_at),
+        // The agent's own claim: a clock running ahead shows as negative.
+        received_at_ms.saturating_sub(report.collected_at_unix_ms),
         clamp_i64(spool.pending_reports),
         clamp_i64(spool.dropped_reports_total),
-        clamp_i64(spool.dropped_bytes_total)
+        clamp_i64(spool.dropped_bytes_total),
+        refused as i64
     ])?;
-    Ok(Stored { duplicate: false })
+    if refused > 0 {
+        tracing::warn!(
+            agent = %agent,
+            refused,
+            "new-series limit reached: samples of new series dropped (see the agent.series_limit incident)"
+        );
+    }
+    Ok((Stored { duplicate: false }, refused))
 }
 
 /// Stores the inventory only when its content differs from the agent's
@@ -755,42 +817,63 @@ fn clamp_i64(v: u64) -> i64 {
 #[derive(Default)]
 struct SeriesCache {
     known: HashMap<(String, String, String), i64>,
-    staged: Vec<((String, String, String), i64)>,
+    staged: HashMap<(String, String, String), i64>,
+    /// New series each agent may create per hour.
+    new_per_hour: usize,
+    /// Per agent: (hour, series created in it). Kept in memory: after a
+    /// restart an agent may create one more hour's budget.
+    created: HashMap<String, (i64, usize)>,
 }
 
 impl SeriesCache {
+    /// The series id, creating the series if the agent's hourly budget
+    /// allows; `None` when it is new and the budget is spent.
     fn id(
         &mut self,
         conn: &Connection,
         agent: &str,
         name: &str,
         labels: &str,
-    ) -> rusqlite::Result<i64> {
+        now_ms: i64,
+    ) -> rusqlite::Result<Option<i64>> {
         let key = (agent.to_owned(), name.to_owned(), labels.to_owned());
-        if let Some(id) = self.known.get(&key) {
-            return Ok(*id);
+        if let Some(id) = self.known.get(&key).or_else(|| self.staged.get(&key)) {
+            return Ok(Some(*id));
         }
-        if let Some((_, id)) = self.staged.iter().find(|(k, _)| *k == key) {
-            return Ok(*id);
-        }
-        conn.prepare_cached(
-            "INSERT OR IGNORE INTO series (agent_id, name, labels) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![agent, name, labels])?;
-        let id: i64 = conn
+        let existing: Option<i64> = conn
             .prepare_cached(
                 "SELECT series_id FROM series WHERE agent_id = ?1 AND name = ?2 AND labels = ?3",
             )?
-            .query_row(params![agent, name, labels], |r| r.get(0))?;
-        self.staged.push((key, id));
-        Ok(id)
+            .query_row(params![agent, name, labels], |r| r.get(0))
+            .optional()?;
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let hour = now_ms.div_euclid(3_600_000);
+                let budget = self.created.entry(agent.to_owned()).or_insert((hour, 0));
+                if budget.0 != hour {
+                    *budget = (hour, 0);
+                }
+                if budget.1 >= self.new_per_hour {
+                    return Ok(None);
+                }
+                budget.1 += 1;
+                conn.prepare_cached(
+                    "INSERT INTO series (agent_id, name, labels) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![agent, name, labels])?;
+                conn.last_insert_rowid()
+            }
+        };
+        self.staged.insert(key, id);
+        Ok(Some(id))
     }
 
     fn committed(&mut self) {
         if self.known.len() + self.staged.len() > SERIES_CACHE_MAX {
             self.known.clear();
         }
-        self.known.extend(self.staged.drain(..));
+        self.known.extend(self.staged.drain());
     }
 
     fn clear(&mut self) {
@@ -965,6 +1048,102 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    fn distinct_names(seq: u64, count: usize) -> Report {
+        Report {
+            sequence: seq,
+            collected_at_unix_ms: 1_700_000_000_000,
+            sections: vec![Section {
+                kind: Some(section::Kind::Metrics(MetricBatch {
+                    metrics: (0..count)
+                        .map(|i| Metric {
+                            name: format!("spam.m{seq}_{i}"),
+                            labels: vec![],
+                            value: 1.0,
+                            at_unix_ms: 0,
+                        })
+                        .collect(),
+                })),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clock_far_ahead_is_recorded_but_not_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (handle, writer) = Writer::spawn(&path, None).unwrap();
+        let agent = enrolled_agent(&handle, &path).await;
+        let received = 1_700_000_000_000;
+        let day = 86_400_000;
+        // One report from a clock a day ahead, one spooled a day ago.
+        let mut ahead = report(1);
+        ahead.collected_at_unix_ms = received + day;
+        let mut old = report(2);
+        old.collected_at_unix_ms = received - day;
+        for r in [ahead, old] {
+            let done = handle.store_report(agent, r, 1, received).await;
+            assert_eq!(done.await.unwrap(), Ok(Stored { duplicate: false }));
+        }
+        drop(handle);
+        writer.join();
+        let conn = crate::store::open(&path).unwrap();
+        let stored: Vec<(i64, i64)> = conn
+            .prepare("SELECT r.collected_at, m.at FROM reports r JOIN samples m USING (sequence) ORDER BY sequence")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            stored,
+            vec![(received, received), (received - day, received - day)]
+        );
+        let skew: i64 = conn
+            .query_row("SELECT clock_skew_ms FROM agents", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(skew, day, "the last report's delay is recorded");
+        assert_eq!(
+            trusted_time(received + MAX_CLOCK_AHEAD_MS, received),
+            received + MAX_CLOCK_AHEAD_MS
+        );
+        assert_eq!(
+            trusted_time(received + MAX_CLOCK_AHEAD_MS + 1, received),
+            received
+        );
+    }
+
+    #[tokio::test]
+    async fn a_million_distinct_names_from_one_agent_are_capped_counted_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (tx, mut rx) = mpsc::channel(64);
+        let (handle, writer) = Writer::spawn_with(&path, Some(tx), 5_000).unwrap();
+        let agent = enrolled_agent(&handle, &path).await;
+        // 20 reports of 50,000 (the per-report limit) distinct names.
+        let mut refused = 0;
+        for seq in 1..=20 {
+            let done = handle
+                .store_report(agent, distinct_names(seq, 50_000), 1, 1_700_000_000_000)
+                .await;
+            assert_eq!(done.await.unwrap(), Ok(Stored { duplicate: false }));
+            refused += rx.recv().await.unwrap().series_refused;
+        }
+        drop(handle);
+        writer.join();
+        assert_eq!(refused, 1_000_000 - 5_000);
+        let conn = crate::store::open(&path).unwrap();
+        let (series, samples, counted): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM series), (SELECT count(*) FROM samples),
+                        (SELECT series_refused_total FROM agents)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((series, samples, counted), (5_000, 5_000, 995_000));
     }
 
     #[test]
