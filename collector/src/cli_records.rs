@@ -112,10 +112,16 @@ pub enum EvidenceCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Check a bundle offline; names the first entry that does not match.
-    /// Exit 1 when it fails.
+    /// Check a bundle offline, or with --database the live chain of this
+    /// collector; names the first entry that does not match. Exit 1 when it
+    /// fails.
     Verify {
-        bundle: PathBuf,
+        #[arg(required_unless_present = "database")]
+        bundle: Option<PathBuf>,
+        /// Check the collector's own database (its records, chain and signed
+        /// heads) instead of a bundle.
+        #[arg(long, conflicts_with = "bundle")]
+        database: bool,
         /// The collector key fingerprint the bundle must be signed with
         /// (`xunjian evidence key` on the collector prints it).
         #[arg(long)]
@@ -147,13 +153,15 @@ pub fn request_and_wait(
     }
     let give_up = std::time::Instant::now() + Duration::from_secs(request.wait_seconds + 60);
     loop {
-        let state: String = conn.query_row(
-            "SELECT state FROM inspection_runs WHERE run_id = ?1",
+        let (state, failure): (String, String) = conn.query_row(
+            "SELECT state, failure FROM inspection_runs WHERE run_id = ?1",
             [run_id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        if state == "filed" {
-            break;
+        match state.as_str() {
+            "filed" => break,
+            "failed" => anyhow::bail!("run {run_id} failed: {failure}"),
+            _ => {}
         }
         if std::time::Instant::now() > give_up {
             anyhow::bail!(
@@ -288,7 +296,7 @@ pub fn report(
 pub fn evidence(config: &CollectorConfig, command: EvidenceCommand) -> anyhow::Result<bool> {
     match command {
         EvidenceCommand::Key => {
-            let key = crate::evidence::EvidenceKey::load_or_create(&config.pki_dir())?;
+            let key = existing_key(config)?;
             println!("public key (Ed25519, hex): {}", key.public_key_hex());
             println!("fingerprint (sha256):      {}", key.fingerprint());
             Ok(true)
@@ -300,8 +308,8 @@ pub fn evidence(config: &CollectorConfig, command: EvidenceCommand) -> anyhow::R
             if to_at <= from_at {
                 anyhow::bail!("--to {to} is before --from {from}");
             }
-            let key = crate::evidence::EvidenceKey::load_or_create(&config.pki_dir())?;
             let conn = store::open_read_only(&config.database_path())?;
+            let key = existing_key(config)?;
             let source = crate::inspection::evidence_source::RunSource {
                 conn: &conn,
                 timezone: tz_inspection(config)?,
@@ -323,12 +331,48 @@ pub fn evidence(config: &CollectorConfig, command: EvidenceCommand) -> anyhow::R
             );
             Ok(true)
         }
-        EvidenceCommand::Verify { bundle, key } => {
-            let report = crate::evidence::verify(&bundle, key.as_deref())?;
+        EvidenceCommand::Verify {
+            bundle,
+            database,
+            key,
+        } => {
+            let report = match bundle {
+                Some(bundle) if !database => crate::evidence::verify(&bundle, key.as_deref())?,
+                _ => {
+                    let conn = store::open_read_only(&config.database_path())?;
+                    let signing = existing_key(config)?;
+                    let source = crate::inspection::evidence_source::RunSource {
+                        conn: &conn,
+                        timezone: tz_inspection(config)?,
+                    };
+                    crate::evidence::verify_database(&conn, &signing, &source)?
+                }
+            };
             println!("{report}");
+            if key.is_none() {
+                println!(
+                    "NOTE: no --key given: the bundle is consistent with the key inside it, but only \
+                     comparing that fingerprint with the collector's published one (`xunjian evidence key`) \
+                     shows it was not forged whole with another key."
+                );
+            }
             Ok(report.ok)
         }
     }
+}
+
+/// The collector's signing key; never created here (a new key from the
+/// CLI, run as the wrong user or on the wrong data directory, would be a
+/// fingerprint nobody can trust).
+fn existing_key(config: &CollectorConfig) -> anyhow::Result<crate::evidence::EvidenceKey> {
+    let dir = config.pki_dir();
+    if !dir.join(crate::evidence::KEY_FILE).exists() {
+        anyhow::bail!(
+            "no evidence signing key in {}: start the collector once (it creates the key), or pass the collector's --data-dir/--config",
+            dir.display()
+        );
+    }
+    Ok(crate::evidence::EvidenceKey::load_or_create(&dir)?)
 }
 
 fn tz_inspection(config: &CollectorConfig) -> anyhow::Result<chrono_tz::Tz> {

@@ -110,7 +110,20 @@ struct Agg {
 
 /// Folds the next chunk of raw samples into the hourly rollups.
 pub fn roll_up_samples(conn: &Connection) -> Result<Step, TaskError> {
-    let from = watermark(conn, WATERMARK_SAMPLES)?;
+    let mut from = watermark(conn, WATERMARK_SAMPLES)?;
+    // Rowids restart when the table was emptied (or renumbered by VACUUM):
+    // a watermark above the highest rowid would skip every new sample.
+    let highest: i64 = conn
+        .prepare_cached("SELECT coalesce(max(rowid), 0) FROM samples")?
+        .query_row([], |r| r.get(0))?;
+    if highest < from {
+        tracing::warn!(
+            watermark = from,
+            highest,
+            "sample rowids restarted; rollups start over from the first sample"
+        );
+        from = 0;
+    }
     let mut hours: HashMap<(i64, i64), Agg> = HashMap::new();
     let mut last = from;
     let mut rows = 0i64;
@@ -239,31 +252,57 @@ pub fn enforce_retention(
         more |= n as i64 == CHUNK;
         Ok(())
     };
-    chunk(
-        "DELETE FROM samples WHERE rowid IN
-            (SELECT rowid FROM samples WHERE rowid <= ?1 AND at < ?2 LIMIT ?3)",
-        &[&rolled_through, &raw_cutoff, &CHUNK],
-    )?;
-    chunk(
-        "DELETE FROM check_results WHERE rowid IN
-            (SELECT rowid FROM check_results WHERE at < ?1 LIMIT ?2)",
-        &[&raw_cutoff, &CHUNK],
-    )?;
-    // Report rows: remember the highest sequence removed per agent first,
-    // so a replay of a pruned report is still a duplicate.
+    // Samples and check results are appended in (nearly) time order, so the
+    // oldest are at the front: each step looks only at the first CHUNK
+    // rowids, never scans the table. A late old row behind newer ones waits
+    // until the front reaches it.
+    let front_is_old = |table: &str| -> rusqlite::Result<bool> {
+        let sql = format!("SELECT at FROM {table} ORDER BY rowid LIMIT 1");
+        let at: Option<i64> = conn
+            .prepare_cached(&sql)?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        Ok(at.is_some_and(|at| at < raw_cutoff))
+    };
+    if front_is_old("samples")? {
+        chunk(
+            "DELETE FROM samples WHERE rowid IN
+                (SELECT rowid FROM samples WHERE rowid <= ?1 ORDER BY rowid LIMIT ?3) AND at < ?2",
+            &[&rolled_through, &raw_cutoff, &CHUNK],
+        )?;
+    }
+    if front_is_old("check_results")? {
+        chunk(
+            "DELETE FROM check_results WHERE rowid IN
+                (SELECT rowid FROM check_results ORDER BY rowid LIMIT ?2) AND at < ?1",
+            &[&raw_cutoff, &CHUNK],
+        )?;
+    }
+    // Report rows (by the receive-time index): remember the highest
+    // sequence removed per agent first, so a replay of a pruned report is
+    // still a duplicate.
+    let presence_through = watermark(conn, WATERMARK_PRESENCE)?;
+    let report_cutoff = raw_cutoff.min(presence_through + 1);
+    conn.prepare_cached(
+        "CREATE TEMP TABLE IF NOT EXISTS pruning (agent_id TEXT NOT NULL, sequence INTEGER NOT NULL)",
+    )?
+    .execute([])?;
+    conn.prepare_cached("DELETE FROM temp.pruning")?
+        .execute([])?;
+    conn.prepare_cached(
+        "INSERT INTO temp.pruning SELECT agent_id, sequence FROM reports
+         WHERE received_at < ?1 ORDER BY received_at LIMIT ?2",
+    )?
+    .execute(params![report_cutoff, CHUNK])?;
     conn.prepare_cached(
         "UPDATE agents SET reports_pruned_through = max(reports_pruned_through,
-            (SELECT coalesce(max(sequence), 0) FROM reports r
-             WHERE r.agent_id = agents.agent_id AND r.received_at < ?1))
-         WHERE EXISTS (SELECT 1 FROM reports r WHERE r.agent_id = agents.agent_id AND r.received_at < ?1)",
+            (SELECT max(sequence) FROM temp.pruning p WHERE p.agent_id = agents.agent_id))
+         WHERE agent_id IN (SELECT agent_id FROM temp.pruning)",
     )?
-    .execute([raw_cutoff])?;
-    let presence_through = watermark(conn, WATERMARK_PRESENCE)?;
+    .execute([])?;
     chunk(
-        "DELETE FROM reports WHERE (agent_id, sequence) IN
-            (SELECT agent_id, sequence FROM reports
-             WHERE received_at < ?1 AND received_at <= ?2 LIMIT ?3)",
-        &[&raw_cutoff, &presence_through, &CHUNK],
+        "DELETE FROM reports WHERE (agent_id, sequence) IN (SELECT agent_id, sequence FROM temp.pruning)",
+        &[],
     )?;
     chunk(
         "DELETE FROM rollups_hourly WHERE (series_id, hour) IN
@@ -367,6 +406,21 @@ mod tests {
         roll_up_samples(&conn).unwrap();
         assert_eq!(rollup(&conn, h), (10.0, 30.0, 60.0, 3));
         assert_eq!(rollup(&conn, h + HOUR_MS), (5.0, 5.0, 5.0, 1));
+    }
+
+    #[test]
+    fn rollups_start_over_when_sample_rowids_restart() {
+        let (_d, conn) = db();
+        let h = 100 * HOUR_MS;
+        for i in 0..3 {
+            sample(&conn, h + i, 1.0);
+        }
+        roll_up_samples(&conn).unwrap();
+        conn.execute("DELETE FROM samples", []).unwrap();
+        // The emptied table hands out rowid 1 again.
+        sample(&conn, h + 2 * HOUR_MS, 7.0);
+        roll_up_samples(&conn).unwrap();
+        assert_eq!(rollup(&conn, h + 2 * HOUR_MS), (7.0, 7.0, 7.0, 1));
     }
 
     #[test]

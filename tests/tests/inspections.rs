@@ -167,13 +167,15 @@ async fn an_inspection_files_every_host_links_incidents_and_verifies_as_evidence
         .unwrap();
     assert_eq!(record_sha, hex::encode(Sha256::digest(body.as_bytes())));
     assert_eq!(kind, "inspection");
-    assert!(
-        conn.execute(
+    let refused = writable(&data)
+        .execute(
             "UPDATE inspection_runs SET body = '{}' WHERE run_id = ?1",
-            [run_id]
+            [run_id],
         )
-        .is_err(),
-        "a filed record cannot be changed"
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("cannot change"),
+        "a filed record cannot be changed: {refused}"
     );
 
     // Export the day's evidence and verify it offline; then change a byte.
@@ -247,7 +249,9 @@ async fn a_full_selfcheck_resolves_the_no_selfcheck_this_year_incident() {
     clock.advance(Duration::from_secs(366 * 86_400));
     wait_until("the overdue incident", || count(&conn, &overdue) == 1).await;
 
-    // A partial self-check does not count.
+    // A partial self-check is filed but does not count as the full one
+    // (`last_full_selfcheck_ignores_partial_and_incomplete_runs` tests the
+    // rule itself).
     let partial = RunRequest::selfcheck(
         &config.inspection,
         xunjian_collector::inspection::plan::Scope::parse_cli(&["host=nobody".into()]).unwrap(),

@@ -62,7 +62,7 @@ use serde::{Deserialize, Serialize};
 pub use bundle::{ExportSummary, export};
 pub use canonical::canonical_json;
 pub use chain::append;
-pub use key::EvidenceKey;
+pub use key::{EvidenceKey, KEY_FILE};
 pub use verify::{Problem, ProblemKind, VerifyReport, verify, verify_database};
 
 /// The `prev_sha256` of the first entry of the chain.

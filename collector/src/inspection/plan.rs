@@ -73,10 +73,13 @@ pub struct Scope {
     /// Carrying all of these labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Hostname or agent id (or a unique prefix of it), any of them.
+    /// Hostname, or agent id (or a prefix of at least 8 characters).
     #[serde(default)]
     pub hosts: Vec<String>,
 }
+
+/// Shortest agent-id prefix a scope accepts.
+pub const MIN_ID_PREFIX: usize = 8;
 
 /// A host as scope matching sees it.
 #[derive(Debug, Clone)]
@@ -99,10 +102,12 @@ impl Scope {
                 .iter()
                 .all(|(k, v)| host.labels.get(k) == Some(v))
             && (self.hosts.is_empty()
-                || self
-                    .hosts
-                    .iter()
-                    .any(|h| *h == host.hostname || host.agent_id.starts_with(h.as_str())))
+                || self.hosts.iter().any(|h| {
+                    *h == host.hostname
+                        // An id prefix must be long enough not to be a
+                        // hostname that happens to be hex.
+                        || (h.len() >= MIN_ID_PREFIX && host.agent_id.starts_with(h.as_str()))
+                }))
     }
 
     /// Parses the CLI's `--scope` values: `all`, `group=G`, `label=K=V`,
@@ -224,6 +229,12 @@ impl InspectionConfig {
         }
         if self.wait < Duration::from_secs(1) || self.wait > Duration::from_secs(3600) {
             return Some(("inspection.wait", "must be between 1s and 1h".into()));
+        }
+        if self.full_selfcheck_every < Duration::from_secs(86_400) {
+            return Some((
+                "inspection.full_selfcheck_every",
+                "must be at least 1 day".into(),
+            ));
         }
         if let Some((name, v)) = self.thresholds.iter().find(|(_, v)| !v.is_finite()) {
             return Some((

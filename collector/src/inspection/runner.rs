@@ -53,6 +53,14 @@ const POLL: Duration = Duration::from_secs(1);
 const LINK_GRACE: Duration = Duration::from_secs(1);
 /// Runs carried out at once, at most; more wait as `requested`.
 const MAX_CONCURRENT_RUNS: usize = 4;
+/// An unanswered host is asked again this often: the agent keeps one
+/// pending RunNow and drops others, and a host may reconnect mid-wait.
+const ASK_AGAIN: Duration = Duration::from_secs(15);
+/// After a retryable failure (storage unavailable) a run waits this long
+/// before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// The longest wait a run may ask for.
+const MAX_WAIT_SECONDS: u64 = 3600;
 
 /// What a requested run asks for, stored as JSON in `inspection_runs.scope`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -219,8 +227,16 @@ impl Inspector {
                         let (this, running) = (this.clone(), running.clone());
                         tokio::spawn(
                             async move {
-                                if let Err(e) = this.carry_out(run_id).await {
-                                    tracing::error!(run = run_id, error = %e, "inspection run failed");
+                                match this.clone().carry_out(run_id).await {
+                                    Ok(()) => {}
+                                    Err(e) if e.is_retryable() => {
+                                        tracing::warn!(run = run_id, error = %e, "inspection run interrupted; retried in 30s");
+                                        tokio::time::sleep(RETRY_AFTER).await;
+                                    }
+                                    Err(e) => {
+                                        tracing::error!(run = run_id, error = %e, "inspection run failed");
+                                        this.mark_failed(run_id, e.to_string()).await;
+                                    }
                                 }
                                 running.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id);
                             }
@@ -293,7 +309,28 @@ impl Inspector {
     }
 
     /// Sends RunNow, waits for the answers (or the wait), files the record.
-    async fn carry_out(&self, run_id: i64) -> Result<(), RunError> {
+    /// A run that cannot be carried out (unreadable request, record
+    /// refused by storage) is filed as `failed` with the reason, so neither
+    /// the collector nor the waiting CLI retries it forever.
+    async fn mark_failed(&self, run_id: i64, reason: String) {
+        let at = self.clock.now_ms();
+        let r = self
+            .writer
+            .run(move |c| {
+                c.execute(
+                    "UPDATE inspection_runs SET state = 'failed', failure = ?2, filed_at = ?3
+                     WHERE run_id = ?1 AND state IN ('requested', 'running')",
+                    params![run_id, reason, at],
+                )?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(run = run_id, error = %e, "cannot mark the run failed");
+        }
+    }
+
+    async fn carry_out(self: Arc<Self>, run_id: i64) -> Result<(), RunError> {
         let (request, request_id, requested_by, requested_at, state, started_at) =
             self.load_run(run_id)?;
         let started = match (state.as_str(), started_at) {
@@ -314,24 +351,36 @@ impl Inspector {
             }
         };
         let hosts = self.hosts_in_scope(&request.scope)?;
-        let deadline = started + chrono::Duration::seconds(request.wait_seconds as i64);
+        // The wait is measured on the monotonic clock from what remains of
+        // it now (a resumed run has less left): a wall clock stepped back,
+        // or a test clock that stands still, cannot make a run wait forever.
+        let wait = chrono::Duration::seconds(request.wait_seconds.min(MAX_WAIT_SECONDS) as i64);
+        let remaining = (started + wait - self.clock.now())
+            .to_std()
+            .unwrap_or_default();
+        let until = tokio::time::Instant::now() + remaining;
         tracing::info!(run = run_id, plan = %request.plan, hosts = hosts.len(), "inspection run started");
-        let mut asked: HashSet<String> = HashSet::new();
+        let mut asked: HashMap<String, tokio::time::Instant> = HashMap::new();
         let mut answered: HashMap<String, (i64, i64)>;
         loop {
             answered = self.answers(&request_id)?;
+            let now = tokio::time::Instant::now();
             for h in &hosts {
-                if answered.contains_key(&h.agent_id) || asked.contains(&h.agent_id) {
+                if answered.contains_key(&h.agent_id)
+                    || asked
+                        .get(&h.agent_id)
+                        .is_some_and(|at| now.duration_since(*at) < ASK_AGAIN)
+                {
                     continue;
                 }
                 if let Ok(id) = h.agent_id.parse::<Uuid>()
                     && self.shared.sessions.run_now(id, &request_id)
                 {
-                    asked.insert(h.agent_id.clone());
+                    asked.insert(h.agent_id.clone(), now);
                 }
             }
             if hosts.iter().all(|h| answered.contains_key(&h.agent_id))
-                || self.clock.now() >= deadline
+                || now >= until
                 || self.shutdown.is_cancelled()
             {
                 break;
@@ -346,16 +395,23 @@ impl Inspector {
             tokio::time::sleep(LINK_GRACE).await;
         }
         let filed_at = self.clock.now();
-        let run = self.build_record(
-            run_id,
-            &request,
-            &requested_by,
-            requested_at,
-            started,
-            filed_at,
-            &hosts,
-            &answered,
-        )?;
+        // Reading every answer's items is a burst of queries: off the runtime.
+        let this = self.clone();
+        let req = request.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            this.build_record(
+                run_id,
+                &req,
+                &requested_by,
+                requested_at,
+                started,
+                filed_at,
+                &hosts,
+                &answered,
+            )
+        })
+        .await
+        .map_err(|e| RunError::Bad(format!("building the record of run {run_id}: {e}")))??;
         let summary = run.summary.clone();
         let evidence = self.evidence.clone();
         let full = request.full_fleet();
@@ -412,7 +468,8 @@ impl Inspector {
         let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(
-                "SELECT agent_id, min(sequence), min(collected_at) FROM reports WHERE run_now_request_id = ?1 GROUP BY agent_id",
+                "SELECT agent_id, min(sequence), min(collected_at) FROM reports
+                 WHERE run_now_request_id = ?1 AND run_now_request_id != '' GROUP BY agent_id",
             )
             .map_err(sql("reading inspection answers"))?;
         let rows = stmt
@@ -680,13 +737,7 @@ impl Inspector {
     /// enrollment is), resolves it after one.
     async fn check_full_selfcheck(&self, now: DateTime<Utc>) -> Result<(), RunError> {
         let conn = self.read()?;
-        let last: Option<i64> = conn
-            .query_row(
-                "SELECT max(filed_at) FROM inspection_runs WHERE kind = 'selfcheck' AND full_fleet = 1 AND state = 'filed'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sql("reading the last full self-check"))?;
+        let last = last_full_selfcheck(&conn)?;
         // Before the first full self-check the year counts from the first
         // enrollment: a new installation is not overdue on day one.
         let first_enrolled: Option<i64> = conn
@@ -749,6 +800,19 @@ impl Inspector {
         self.writer.incidents(vec![update], 0).await?;
         Ok(())
     }
+}
+
+/// When the last full self-check was filed: a self-check of the whole
+/// fleet that reached every host in it (a run most hosts missed does not
+/// meet the yearly requirement).
+pub fn last_full_selfcheck(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    conn.query_row(
+        "SELECT max(filed_at) FROM inspection_runs
+         WHERE kind = 'selfcheck' AND full_fleet = 1 AND state = 'filed' AND hosts_not_reached = 0",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(sql("reading the last full self-check"))
 }
 
 /// Hosts a scope selects: enrolled, not revoked, by hostname.
@@ -922,6 +986,20 @@ pub enum RunError {
     Bad(String),
 }
 
+impl RunError {
+    /// Storage was unavailable (disk full, busy): trying later can work.
+    fn is_retryable(&self) -> bool {
+        match self {
+            RunError::Write(WriteError::Unavailable(_) | WriteError::Closed) => true,
+            RunError::Store(StoreError::Sqlite { error, .. }) => matches!(
+                error.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
+}
+
 trait InstrumentRun: Sized + std::future::Future {
     fn instrument_run(self, run_id: i64) -> tracing::instrument::Instrumented<Self> {
         tracing::Instrument::instrument(self, tracing::info_span!("inspection", run = run_id))
@@ -961,6 +1039,28 @@ mod tests {
             host_verdict(&[item(ItemVerdict::Normal)]),
             HostVerdict::Normal
         );
+    }
+
+    #[test]
+    fn last_full_selfcheck_ignores_partial_and_incomplete_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("x.db")).unwrap();
+        let run = |kind: &str, full: bool, not_reached: i64, state: &str, at: i64| {
+            conn.execute(
+                "INSERT INTO inspection_runs (kind, plan, full_fleet, scope, request_id, requested_by,
+                     requested_at, state, filed_at, hosts_not_reached)
+                 VALUES (?1, 'p', ?2, '{}', ?3, 't', 0, ?4, ?5, ?6)",
+                params![kind, full, Uuid::new_v4().to_string(), state, at, not_reached],
+            )
+            .unwrap();
+        };
+        run("selfcheck", false, 0, "filed", 10); // partial
+        run("selfcheck", true, 3, "filed", 20); // full scope, hosts missed
+        run("inspection", true, 0, "filed", 30); // not a self-check
+        run("selfcheck", true, 0, "failed", 40);
+        assert_eq!(last_full_selfcheck(&conn).unwrap(), None);
+        run("selfcheck", true, 0, "filed", 50);
+        assert_eq!(last_full_selfcheck(&conn).unwrap(), Some(50));
     }
 
     #[test]

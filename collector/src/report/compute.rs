@@ -1001,7 +1001,10 @@ fn compliance(
         baseline_items_passed: passed,
         baseline_items_failed: failed,
         baseline_items_unknown: unknown,
-        baseline_item_pass_pct: pct(passed, passed + failed),
+        // Unknown items count against the rate, as unknown hosts do in
+        // the compliance figures: "100 %" with half the items undetermined
+        // would be a claim nobody checked.
+        baseline_item_pass_pct: pct(passed, passed + failed + unknown),
     })
 }
 
@@ -1560,7 +1563,7 @@ mod tests {
         );
         assert_eq!(c.baseline.exceptions[1].reason, "no baseline results");
         assert_eq!((c.baseline_items_passed, c.baseline_items_unknown), (1, 1));
-        assert_eq!(c.baseline_item_pass_pct, Some(100.0));
+        assert_eq!(c.baseline_item_pass_pct, Some(50.0), "unknown is not a pass");
     }
 
     #[test]

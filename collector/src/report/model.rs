@@ -189,8 +189,8 @@ pub struct Compliance {
     pub antivirus: ComplianceStat,
     /// Hosts passing every baseline item.
     pub baseline: ComplianceStat,
-    /// Baseline items passed over items judged (unknown items excluded and
-    /// counted apart).
+    /// Baseline items passed over all items (failed and unknown ones count
+    /// against the rate; both are also counted apart).
     pub baseline_items_passed: u64,
     pub baseline_items_failed: u64,
     pub baseline_items_unknown: u64,

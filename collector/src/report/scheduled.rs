@@ -19,6 +19,8 @@ use crate::schedule::Period;
 use crate::store::WriterHandle;
 
 const CHECK_EVERY: Duration = Duration::from_secs(60);
+/// Ended periods looked at for each job (the latest and the two before).
+const LOOK_BACK: usize = 3;
 
 /// A report still to be made: (job index, period, format).
 #[derive(Debug, Clone, PartialEq)]
@@ -52,26 +54,35 @@ pub fn due(
     let mut out = Vec::new();
     for job in &config.reports.schedule {
         let delay = chrono::Duration::from_std(job.delay).unwrap_or_default();
-        let period = Period::containing(job.kind, now - delay, tz).previous();
-        let (_, end) = period.bounds(tz);
-        if end.timestamp_millis() <= first_enrolled {
-            continue;
+        let mut period = Period::containing(job.kind, now - delay, tz);
+        // The last few ended periods, oldest first: a collector that was
+        // down across a period's end (or failed to make it) catches up.
+        let mut periods = Vec::new();
+        for _ in 0..LOOK_BACK {
+            period = period.previous();
+            periods.push(period.clone());
         }
-        for format in &job.formats {
-            let made: bool = conn
+        for period in periods.into_iter().rev() {
+            let (_, end) = period.bounds(tz);
+            if end.timestamp_millis() <= first_enrolled {
+                continue;
+            }
+            for format in &job.formats {
+                let made: bool = conn
                 .query_row(
                     "SELECT EXISTS (SELECT 1 FROM reports_generated WHERE kind = ?1 AND period = ?2 AND lang = ?3 AND format = ?4)",
                     params![kind_str(job.kind), period.label, lang_str(job.lang), format],
                     |r| r.get(0),
                 )
                 .map_err(crate::store::sql("reading generated reports"))?;
-            if !made {
-                out.push(Pending {
-                    kind: job.kind,
-                    period: period.label.clone(),
-                    lang: job.lang,
-                    format: format.clone(),
-                });
+                if !made {
+                    out.push(Pending {
+                        kind: job.kind,
+                        period: period.label.clone(),
+                        lang: job.lang,
+                        format: format.clone(),
+                    });
+                }
             }
         }
     }
@@ -111,16 +122,17 @@ pub async fn make_one(
 ) -> anyhow::Result<std::path::PathBuf> {
     let format = format_of(&pending.format)
         .ok_or_else(|| anyhow::anyhow!("unknown format {}", pending.format))?;
-    let conn = crate::store::open_read_only(&config.database_path())?;
-    let bytes = super::make(
-        &conn,
-        config,
-        pending.kind,
-        &pending.period,
-        pending.lang,
-        format,
-        now,
-    )?;
+    // Computing a year for thousands of hosts takes seconds: off the runtime.
+    let bytes = {
+        let (config, p) = (config.clone(), pending.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+            let conn = crate::store::open_read_only(&config.database_path())?;
+            Ok(super::make(
+                &conn, &config, p.kind, &p.period, p.lang, format, now,
+            )?)
+        })
+        .await??
+    };
     let dir = config.reports_dir();
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!(

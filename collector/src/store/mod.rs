@@ -287,6 +287,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX reports_by_received ON reports (received_at);
     CREATE INDEX reports_by_run_now ON reports (run_now_request_id) WHERE run_now_request_id != '';
+    -- An inspection reads the check results of one answering report.
+    CREATE INDEX check_results_by_report ON check_results (agent_id, sequence);
     -- Highest sequence whose report row retention removed: replays of it
     -- or anything older are duplicates.
     ALTER TABLE agents ADD COLUMN reports_pruned_through INTEGER NOT NULL DEFAULT 0;
