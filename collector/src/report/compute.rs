@@ -91,6 +91,10 @@ use crate::report::model::{
 use crate::sla::{Severity, SlaClock, SlaPolicy, Target};
 use crate::store::StoreError;
 
+/// Abnormal findings listed in a report (about; whole runs are listed).
+/// The total is always given.
+pub const MAX_LISTED_FINDINGS: usize = 2_000;
+
 const SLOT_MS: i64 = 5 * 60_000;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -1334,8 +1338,22 @@ fn inspections(conn: &Connection, span: &Span) -> Result<InspectionStats, StoreE
              ORDER BY r.hostname, r.agent_id, i.item_id",
         )
         .map_err(db(what))?;
+    let what_count = "counting inspection findings";
+    let abnormal_findings_total: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM inspection_items i JOIN inspection_records r ON r.record_id = i.record_id
+             JOIN inspection_runs u ON u.run_id = r.run_id
+             WHERE u.state = 'filed' AND u.filed_at >= ?1 AND u.filed_at < ?2 AND i.verdict = 'abnormal'",
+            params![span.from, span.as_of],
+            |r| r.get(0),
+        )
+        .map_err(db(what_count))?;
     let mut abnormal_findings = Vec::new();
-    for run in &runs {
+    // Newest runs first until the bound, then back in run order.
+    for run in runs.iter().rev() {
+        if abnormal_findings.len() >= MAX_LISTED_FINDINGS {
+            break;
+        }
         let found = stmt
             .query_map([run.run_id], |r| {
                 Ok(Finding {
@@ -1357,8 +1375,10 @@ fn inspections(conn: &Connection, span: &Span) -> Result<InspectionStats, StoreE
             abnormal_findings.push(finding.map_err(db(what))?);
         }
     }
+    abnormal_findings.sort_by_key(|f| f.run_id);
     Ok(InspectionStats {
         runs,
+        abnormal_findings_total: abnormal_findings_total as u64,
         abnormal_findings,
     })
 }
@@ -1563,7 +1583,11 @@ mod tests {
         );
         assert_eq!(c.baseline.exceptions[1].reason, "no baseline results");
         assert_eq!((c.baseline_items_passed, c.baseline_items_unknown), (1, 1));
-        assert_eq!(c.baseline_item_pass_pct, Some(50.0), "unknown is not a pass");
+        assert_eq!(
+            c.baseline_item_pass_pct,
+            Some(50.0),
+            "unknown is not a pass"
+        );
     }
 
     #[test]

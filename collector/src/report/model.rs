@@ -248,6 +248,11 @@ pub struct InspectionStats {
     pub runs: Vec<InspectionRunSummary>,
     /// Every abnormal item of those runs.
     pub abnormal_findings: Vec<Finding>,
+    /// Every abnormal item of those runs; `abnormal_findings` lists the
+    /// latest runs' findings up to a bound (a daily plan over a large fleet
+    /// finds millions a year: the full list is in each run's record).
+    #[serde(default)]
+    pub abnormal_findings_total: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -729,7 +729,7 @@ fn attention(report: &OpsReport, t: &Strings) -> Vec<Fact> {
         fact(t.unknown_hosts, per_stat(|s| s.unknown)),
         fact(
             t.findings_count,
-            report.inspections.abnormal_findings.len().to_string(),
+            report.inspections.abnormal_findings_total.to_string(),
         ),
         fact(t.not_reached_count, not_reached.to_string()),
     ]
@@ -1366,6 +1366,12 @@ fn report_csv(report: &OpsReport, tz: Tz) -> CsvWriter {
             &run.hosts_not_reached.to_string(),
         );
     }
+    csv.item(
+        "inspections",
+        "abnormal_findings_total",
+        "",
+        &report.inspections.abnormal_findings_total.to_string(),
+    );
     for finding in &report.inspections.abnormal_findings {
         let item = format!("{}:{}", finding.run_id, finding.item_id);
         let incident = finding
@@ -1787,6 +1793,7 @@ pub(crate) mod test_support {
                     measured_at: at(15, 2, 3),
                     incident_id: Some(104),
                 }],
+                abnormal_findings_total: 1,
             },
         }
     }
@@ -1834,6 +1841,7 @@ pub(crate) mod test_support {
         report.inspections = InspectionStats {
             runs: vec![],
             abnormal_findings: vec![],
+            abnormal_findings_total: 0,
         };
         report
     }
