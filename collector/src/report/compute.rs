@@ -91,6 +91,11 @@ use crate::report::model::{
 use crate::sla::{Severity, SlaClock, SlaPolicy, Target};
 use crate::store::StoreError;
 
+/// Compliance data older than this at the end of the period says nothing
+/// about the host now: it counts as unknown (patches are counted every 6 h
+/// and checks run every 5 min, so a week means the host stopped sending).
+pub const STALE_AFTER_MS: i64 = 7 * DAY_MS;
+
 /// Abnormal findings listed in a report (about; whole runs are listed).
 /// The total is always given.
 pub const MAX_LISTED_FINDINGS: usize = 2_000;
@@ -848,6 +853,7 @@ struct CheckRow {
     value: String,
     evidence: String,
     reason: String,
+    at: i64,
 }
 
 impl CheckRow {
@@ -858,7 +864,22 @@ impl CheckRow {
             value: r.get(2)?,
             evidence: r.get(3)?,
             reason: r.get(4)?,
+            at: r.get(5)?,
         })
+    }
+
+    /// Older than [`STALE_AFTER_MS`] at `as_of`: what it said is no longer
+    /// known (the host stopped sending it).
+    fn is_stale(&self, as_of: i64) -> bool {
+        as_of - self.at > STALE_AFTER_MS
+    }
+
+    fn why_stale(&self, as_of: i64) -> String {
+        format!(
+            "{}: last result is {:.0} days old",
+            self.check_id,
+            (as_of - self.at) as f64 / DAY_MS as f64
+        )
     }
 
     fn why_unknown(&self) -> String {
@@ -883,7 +904,7 @@ impl<'c> ComplianceQueries<'c> {
         Ok(Self {
             latest_check: conn
                 .prepare_cached(
-                    "SELECT check_id, status, value, evidence, reason FROM check_results
+                    "SELECT check_id, status, value, evidence, reason, at FROM check_results
                      WHERE agent_id = ?1 AND check_id = ?2 AND at < ?3
                      ORDER BY at DESC, sequence DESC, rowid DESC LIMIT 1",
                 )
@@ -957,6 +978,9 @@ fn compliance(
             host,
             match queries.latest(&host.agent_id, CHECK_ANTIVIRUS, span.as_of)? {
                 None => HostCompliance::Unknown(format!("no {CHECK_ANTIVIRUS} reported")),
+                Some(c) if c.is_stale(span.as_of) => {
+                    HostCompliance::Unknown(c.why_stale(span.as_of))
+                }
                 Some(c) => match c.status.as_str() {
                     "ok" => HostCompliance::Compliant,
                     "warning" | "critical" => HostCompliance::NonCompliant(
@@ -974,7 +998,15 @@ fn compliance(
         let ids = |status: &[&str]| {
             items
                 .iter()
-                .filter(|i| status.contains(&i.status.as_str()))
+                // A stale result is unknown, whatever it said then.
+                .filter(|i| {
+                    let now = if i.is_stale(span.as_of) {
+                        "unknown"
+                    } else {
+                        i.status.as_str()
+                    };
+                    status.contains(&now)
+                })
                 .map(|i| i.check_id.as_str())
                 .collect::<Vec<_>>()
         };
@@ -1061,6 +1093,12 @@ fn patch_state(
             "no {METRIC_SECURITY_PENDING} data"
         )));
     };
+    if as_of - state.latest_hour > STALE_AFTER_MS {
+        return Ok(HostCompliance::Unknown(format!(
+            "last {METRIC_SECURITY_PENDING} is {:.0} days old",
+            (as_of - state.latest_hour) as f64 / DAY_MS as f64
+        )));
+    }
     if state.latest_value <= 0.0 {
         return Ok(HostCompliance::Compliant);
     }
@@ -1588,6 +1626,39 @@ mod tests {
             Some(50.0),
             "unknown is not a pass"
         );
+    }
+
+    #[test]
+    fn results_older_than_a_week_at_the_end_of_the_period_are_unknown() {
+        let (_dir, conn) = fresh_db();
+        agent(&conn, "quiet", "2026-10-01T00:00:00Z", None);
+        // Protected and passing, but nothing since 10 days before the end.
+        check(
+            &conn,
+            "quiet",
+            "2026-11-20T00:00:00Z",
+            "av.status",
+            "ok",
+            "",
+        );
+        check(
+            &conn,
+            "quiet",
+            "2026-11-20T00:00:00Z",
+            "baseline.a",
+            "ok",
+            "",
+        );
+        let report = compute(&conn, &november(t("2026-12-01T00:00:00Z"))).unwrap();
+        let c = &report.compliance;
+        assert_eq!((c.antivirus.compliant, c.antivirus.unknown), (0, 1));
+        assert!(
+            c.antivirus.exceptions[0].reason.contains("days old"),
+            "{:?}",
+            c.antivirus.exceptions
+        );
+        assert_eq!((c.baseline.compliant, c.baseline.unknown), (0, 1));
+        assert_eq!(c.baseline_items_unknown, 1);
     }
 
     #[test]
