@@ -2,6 +2,8 @@
 //! as child processes) on 127.0.0.1 with real TLS and a temporary SQLite
 //! file, and real agents enrolled through the real enrollment path.
 
+pub mod load;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

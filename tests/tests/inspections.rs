@@ -337,3 +337,48 @@ async fn a_plan_runs_when_its_schedule_says_and_not_before() {
     agent.stop().await;
     collector.stop().await;
 }
+
+#[tokio::test]
+async fn a_run_interrupted_by_a_restart_is_filed_by_the_next_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let mut config = collector_config(&data, 0);
+    config.inspection.wait = Duration::from_secs(30);
+    let clock = ManualClock::new();
+    let first = TestCollector::start_with_clock(config.clone(), clock.clone()).await;
+    let url = first.url();
+    let agent_dir = dir.path().join("agent");
+    enroll_agent(&data, &url, &agent_dir).await;
+    let agent = TestAgent::start(&agent_config(&agent_dir, &url, Duration::from_secs(3600))).await;
+    let seq = agent.collect_one().await;
+    agent.wait_acked(seq).await;
+    agent.stop().await;
+
+    // The host is down, so the run waits; the collector stops meanwhile.
+    let conn = db(&data);
+    let request = RunRequest::adhoc(&config.inspection, Default::default());
+    let run_id = request_run(&writable(&data), &request, "test", clock.now()).unwrap();
+    let state = |conn: &rusqlite::Connection| -> String {
+        conn.query_row(
+            "SELECT state FROM inspection_runs WHERE run_id = ?1",
+            [run_id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    wait_until("the run to start", || state(&conn) == "running").await;
+    first.stop().await;
+    assert_eq!(state(&conn), "running", "an interrupted run is not lost");
+
+    // Restarted after the wait would have ended: filed at once, the silent
+    // host listed as not inspected.
+    clock.advance(Duration::from_secs(60));
+    let mut config = config;
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    let second = TestCollector::start_with_clock(config, clock.clone()).await;
+    let run = wait_filed(&conn, run_id).await;
+    assert_eq!(run.summary.hosts_in_scope, 1);
+    assert_eq!(run.summary.hosts_not_reached, 1);
+    assert!(run.filed_at - run.started_at >= chrono::Duration::seconds(60));
+    second.stop().await;
+}
