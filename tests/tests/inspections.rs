@@ -373,7 +373,6 @@ async fn a_run_interrupted_by_a_restart_is_filed_by_the_next_collector() {
     // Restarted after the wait would have ended: filed at once, the silent
     // host listed as not inspected.
     clock.advance(Duration::from_secs(60));
-    let mut config = config;
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     let second = TestCollector::start_with_clock(config, clock.clone()).await;
     let run = wait_filed(&conn, run_id).await;
