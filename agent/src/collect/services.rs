@@ -18,9 +18,11 @@ pub const TIME_SYNC: &str = "time.sync";
 const TIME_SYNC_TITLE: &str = "Time synchronisation";
 const TIME_SYNC_THRESHOLD: &str = "synchronised with |offset| < 1 s; offset >= 1 s or local clock only is a warning; not synchronised is critical";
 
-/// Metric: a process's CPU use in percent of one CPU, labelled name, pid.
+/// Metric: CPU use of the processes of one name, in percent of one CPU,
+/// labelled name.
 pub const METRIC_PROC_CPU: &str = "proc.cpu_pct";
-/// Metric: a process's resident memory, bytes, labelled name, pid.
+/// Metric: resident memory of the processes of one name, bytes, labelled
+/// name.
 pub const METRIC_PROC_RSS: &str = "proc.rss_bytes";
 /// Metric: clock offset from the time source, seconds, labelled `source`;
 /// the sign is the source's own convention, judgements use its magnitude.
@@ -36,35 +38,37 @@ const TIME_TIMEOUT: Duration = Duration::from_secs(15);
 
 // ------------------------------------------------------------ processes
 
-/// The top `n` processes by CPU (`proc.cpu_pct`) and by resident memory
-/// (`proc.rss_bytes`), each labelled name and pid. Input rows are
-/// `(pid, name, cpu_pct, rss_bytes)`; a CPU value that is not a finite,
-/// non-negative number is left out of the CPU ranking.
+/// The top `n` process names by CPU (`proc.cpu_pct`) and by resident
+/// memory (`proc.rss_bytes`), the processes of one name added up, labelled
+/// name only. A pid label would make a new series for every restarted
+/// process (unbounded cardinality over months); grouping by name is what
+/// process exporters do. Input rows are `(pid, name, cpu_pct, rss_bytes)`;
+/// a CPU value that is not a finite, non-negative number is left out of the
+/// CPU sum.
 pub fn top_processes<S: AsRef<str>>(procs: &[(u32, S, f64, u64)], n: usize) -> Vec<Metric> {
-    let sample = |name: &str, value: f64, pid: u32, proc_name: &str| {
-        metric(
-            name,
-            value,
-            &[("name", proc_name), ("pid", &pid.to_string())],
-        )
-    };
-    let mut by_cpu: Vec<&(u32, S, f64, u64)> = procs
-        .iter()
-        .filter(|p| p.2.is_finite() && p.2 >= 0.0)
-        .collect();
-    // Ties by pid so the same data always gives the same report.
-    by_cpu.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
-    let mut by_rss: Vec<&(u32, S, f64, u64)> = procs.iter().collect();
-    by_rss.sort_by(|a, b| b.3.cmp(&a.3).then(a.0.cmp(&b.0)));
+    // BTreeMap: the same data always gives the same report.
+    let mut by_name: std::collections::BTreeMap<&str, (f64, u64)> = Default::default();
+    for (_, name, cpu, rss) in procs {
+        let entry = by_name.entry(name.as_ref()).or_default();
+        if cpu.is_finite() && *cpu >= 0.0 {
+            entry.0 += cpu;
+        }
+        entry.1 += rss;
+    }
+    let mut by_cpu: Vec<(&str, f64)> = by_name.iter().map(|(n, v)| (*n, v.0)).collect();
+    // Ties by name, stable across reports.
+    by_cpu.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut by_rss: Vec<(&str, u64)> = by_name.iter().map(|(n, v)| (*n, v.1)).collect();
+    by_rss.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     by_cpu
         .iter()
         .take(n)
-        .map(|p| sample(METRIC_PROC_CPU, p.2, p.0, p.1.as_ref()))
+        .map(|(name, cpu)| metric(METRIC_PROC_CPU, *cpu, &[("name", name)]))
         .chain(
             by_rss
                 .iter()
                 .take(n)
-                .map(|p| sample(METRIC_PROC_RSS, p.3 as f64, p.0, p.1.as_ref())),
+                .map(|(name, rss)| metric(METRIC_PROC_RSS, *rss as f64, &[("name", name)])),
         )
         .collect()
 }
@@ -771,9 +775,10 @@ mod tests {
         let rss: Vec<&Metric> = m.iter().filter(|m| m.name == METRIC_PROC_RSS).collect();
         assert_eq!(cpu.len(), 5);
         assert_eq!(rss.len(), 5);
-        assert_eq!(
-            (label(cpu[0], "name"), label(cpu[0], "pid"), cpu[0].value),
-            ("p8", "8", 8.0)
+        assert_eq!((label(cpu[0], "name"), cpu[0].value), ("p8", 8.0));
+        assert!(
+            cpu[0].labels.iter().all(|l| l.name != "pid"),
+            "no pid label"
         );
         assert_eq!(cpu[4].value, 4.0);
         assert_eq!((label(rss[0], "name"), rss[0].value), ("p1", 99.0));
@@ -783,6 +788,21 @@ mod tests {
         assert_eq!(top_processes(&few, TOP_N).len(), 2);
         let none: [(u32, &str, f64, u64); 0] = [];
         assert!(top_processes(&none, TOP_N).is_empty());
+        // Processes of one name add up (worker pools, threads).
+        let pool = [
+            (1u32, "nginx", 1.5, 10u64),
+            (2, "nginx", 2.5, 20),
+            (3, "sshd", 3.0, 5),
+        ];
+        let m = top_processes(&pool, TOP_N);
+        assert_eq!((label(&m[0], "name"), m[0].value), ("nginx", 4.0));
+        assert_eq!(
+            m.iter()
+                .filter(|m| m.name == METRIC_PROC_RSS)
+                .map(|m| m.value)
+                .next(),
+            Some(30.0)
+        );
     }
 
     #[test]
