@@ -115,7 +115,7 @@ impl Collector {
             pki.clone(),
             clock.clone(),
             policy,
-            config.server.max_agents,
+            agent_limit(config.server.max_agents),
             shutdown.clone(),
         )?;
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
@@ -332,6 +332,49 @@ impl Collector {
     pub async fn stop(self) -> Result<(), ServeError> {
         self.shared.shutdown.cancel();
         self.wait().await
+    }
+}
+
+/// Open files kept free for the database, its WAL, read connections,
+/// reports and TLS handshakes in progress, besides one socket per agent.
+pub const FD_RESERVE: u64 = 1024;
+
+/// Raises the soft open-file limit toward `wanted`, up to the hard limit;
+/// returns the soft limit in force.
+pub fn raise_fd_limit(wanted: u64) -> nix::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft >= wanted {
+        return Ok(soft);
+    }
+    let new = wanted.min(hard);
+    setrlimit(Resource::RLIMIT_NOFILE, new, hard)?;
+    Ok(new)
+}
+
+/// The agent streams this process can really hold: `max_agents`, or fewer
+/// when the open-file limit cannot fit them. Running out of descriptors
+/// would not just refuse new agents: SQLite could no longer open its files
+/// and every agent's storage would fail, so the limit is lowered instead
+/// (logged).
+fn agent_limit(max_agents: usize) -> usize {
+    let wanted = max_agents as u64 + FD_RESERVE;
+    match raise_fd_limit(wanted) {
+        Ok(soft) if soft < wanted => {
+            let fits = soft.saturating_sub(FD_RESERVE).max(1) as usize;
+            tracing::warn!(
+                max_agents,
+                open_file_limit = soft,
+                holding = fits,
+                "the open-file limit cannot fit server.max_agents; raise it (systemd LimitNOFILE, ulimit -n) — holding fewer agents"
+            );
+            fits
+        }
+        Ok(_) => max_agents,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            max_agents
+        }
     }
 }
 

@@ -74,22 +74,17 @@ fn sqlite(what: &'static str) -> impl FnOnce(rusqlite::Error) -> LoadError {
 
 /// Open files a process needs besides its agent connections (database,
 /// WAL, logs, listener, runtime internals), with room to spare.
-pub const FD_HEADROOM: u64 = 1024;
+pub const FD_HEADROOM: u64 = xunjian_collector::server::FD_RESERVE;
 
 /// Raises this process's soft open-file limit to at least `wanted` (children
 /// started afterwards inherit it). Returns the soft limit now in force.
 /// Each simulated agent holds one socket; the collector holds one per agent.
 pub fn raise_fd_limit(wanted: u64) -> Result<u64, LoadError> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(LoadError::Rlimit)?;
-    if soft >= wanted {
-        return Ok(soft);
+    let soft = xunjian_collector::server::raise_fd_limit(wanted).map_err(LoadError::Rlimit)?;
+    if soft < wanted {
+        return Err(LoadError::FdLimit { wanted, hard: soft });
     }
-    if hard < wanted {
-        return Err(LoadError::FdLimit { wanted, hard });
-    }
-    setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).map_err(LoadError::Rlimit)?;
-    Ok(wanted)
+    Ok(soft)
 }
 
 // ---------------------------------------------------------- enrollment
