@@ -428,10 +428,12 @@ async fn ack_in_order(
         match tx.send_timeout(msg, STALL_TIMEOUT).await {
             Ok(()) if !terminal => {}
             Ok(()) => return,
-            Err(_) => {
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
                 tracing::warn!("agent is not reading the stream; closing it");
                 return;
             }
+            // The stream is already gone (agent disconnected, shutdown).
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
         }
     }
 }
