@@ -94,6 +94,11 @@ pub struct ServerConfig {
     /// create more are dropped, counted and raise an incident.
     #[serde(default = "default_max_new_series_per_hour")]
     pub max_new_series_per_hour: usize,
+    /// How long an agent may leave the collector's messages (acks) unread
+    /// while its response queue is full; then its stream is closed and its
+    /// slot under `max_agents` freed.
+    #[serde(default = "default_stall_timeout", with = "humantime_serde")]
+    pub stall_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +107,13 @@ pub struct StorageConfig {
     /// Directory holding the SQLite database and the PKI (CA and server keys).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Largest size the database file may grow to, bytes (whole pages);
+    /// unset = no limit but the disk's. At the limit ingest answers a
+    /// retryable UNAVAILABLE ("database or disk is full") and agents keep
+    /// their reports spooled until space is freed (retention, or a higher
+    /// limit), exactly as on a full disk.
+    #[serde(default)]
+    pub max_db_bytes: Option<u64>,
 }
 
 /// Collection settings pushed to every agent in a `Policy` message. Unset
@@ -137,6 +149,12 @@ fn default_max_new_series_per_hour() -> usize {
 fn default_keepalive_timeout() -> Duration {
     Duration::from_secs(20)
 }
+fn default_stall_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+/// Smallest `storage.max_db_bytes`: an empty schema already takes a good
+/// part of a mebibyte.
+pub const MIN_DB_BYTES: u64 = 1024 * 1024;
 /// The agents' own default collection interval, assumed when the policy
 /// does not set one (for deciding when a host is offline).
 pub const AGENT_DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -164,6 +182,7 @@ impl Default for ServerConfig {
             keepalive_interval: default_keepalive_interval(),
             keepalive_timeout: default_keepalive_timeout(),
             max_new_series_per_hour: default_max_new_series_per_hour(),
+            stall_timeout: default_stall_timeout(),
         }
     }
 }
@@ -172,6 +191,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             data_dir: default_data_dir(),
+            max_db_bytes: None,
         }
     }
 }
@@ -237,6 +257,12 @@ impl CollectorConfig {
                 "keepalive interval and timeout must be at least 1s".into(),
             ));
         }
+        if s.stall_timeout < Duration::from_secs(1) {
+            return Err(invalid(
+                "server.stall_timeout",
+                "must be at least 1s".into(),
+            ));
+        }
         let p = &self.policy;
         for (field, value) in [
             ("policy.metrics_interval", p.metrics_interval),
@@ -286,6 +312,14 @@ impl CollectorConfig {
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(invalid("storage.data_dir", "must not be empty".into()));
+        }
+        if let Some(max) = self.storage.max_db_bytes
+            && max < MIN_DB_BYTES
+        {
+            return Err(invalid(
+                "storage.max_db_bytes",
+                format!("{max} is below the minimum of {MIN_DB_BYTES}"),
+            ));
         }
         Ok(())
     }
@@ -391,6 +425,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("server.max_message_bytes"), "{msg}");
+        let msg = parse("[server]\nstall_timeout = \"100ms\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("server.stall_timeout"), "{msg}");
+        let msg = parse("[storage]\nmax_db_bytes = 4096\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("storage.max_db_bytes"), "{msg}");
         let msg = parse("[server]\nlisten = \"nowhere\"\n")
             .unwrap_err()
             .to_string();

@@ -24,16 +24,16 @@ use xunjian_proto::{
 
 use crate::clock::Clock;
 use crate::pki::{self, Pki};
+use crate::store::writer::StreamGate;
 use crate::store::{self, NewAgent, Stored, WriteError, WriterHandle};
 
 /// Responses queued for one agent's stream. When full (the agent does not
-/// read), sending waits up to [`STALL_TIMEOUT`], then the stream is closed.
+/// read), sending waits up to `server.stall_timeout` (default 60 s), then
+/// the stream is closed.
 const OUT_CAPACITY: usize = 32;
 /// Reports of one stream waiting for commit, at most; when full the stream
 /// stops reading (back-pressure through HTTP/2 flow control).
 const PIPELINE_CAPACITY: usize = 256;
-/// How long an agent may leave the collector's messages unread.
-const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a new stream may take to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often open streams re-check the revocation list.
@@ -62,6 +62,16 @@ pub struct Shared {
     read: Mutex<Connection>,
     revoked: RwLock<HashSet<Uuid>>,
     permits: Arc<Semaphore>,
+    stall_timeout: Duration,
+}
+
+/// Limits on the agents' streams (from `[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Streams held open at once; more get RESOURCE_EXHAUSTED.
+    pub max_agents: usize,
+    /// How long an agent may leave its acks unread before its stream is closed.
+    pub stall_timeout: Duration,
 }
 
 impl Shared {
@@ -71,7 +81,7 @@ impl Shared {
         pki: Arc<Pki>,
         clock: Arc<dyn Clock>,
         policy: Policy,
-        max_agents: usize,
+        limits: StreamLimits,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, store::StoreError> {
         let read = store::open_read_only(&db_path)?;
@@ -85,7 +95,8 @@ impl Shared {
             sessions: Sessions::default(),
             read: Mutex::new(read),
             revoked: RwLock::new(revoked),
-            permits: Arc::new(Semaphore::new(max_agents)),
+            permits: Arc::new(Semaphore::new(limits.max_agents)),
+            stall_timeout: limits.stall_timeout,
         }))
     }
 
@@ -345,12 +356,18 @@ async fn session(
     shared.sessions.insert(agent, tx.clone());
 
     let (pending_tx, pending_rx) = mpsc::channel(PIPELINE_CAPACITY);
-    let acker = tokio::spawn(ack_in_order(pending_rx, tx.clone()).in_current_span());
+    let acker =
+        tokio::spawn(ack_in_order(pending_rx, tx.clone(), shared.stall_timeout).in_current_span());
     let mut revocation_check = tokio::time::interval(REVOCATION_REFRESH);
     let mut last_seq = 0u64;
+    let gate = StreamGate::default();
     let end = loop {
         let message = tokio::select! {
             _ = shared.shutdown.cancelled() => break Some(Status::unavailable("the collector is shutting down")),
+            // The acker gave up (agent not reading its acks) or ended the
+            // stream: stop now, even if the agent sends nothing more, so
+            // its session and agent-limit slot are not held forever.
+            _ = pending_tx.closed() => break None,
             _ = revocation_check.tick() => {
                 if shared.is_revoked(agent) {
                     break Some(Status::unauthenticated(format!("agent {agent} has been revoked")));
@@ -383,7 +400,7 @@ async fn session(
         let bytes = report.encoded_len();
         let done = shared
             .writer
-            .store_report(agent, report, bytes, shared.clock.now_ms())
+            .store_stream_report(agent, report, bytes, shared.clock.now_ms(), gate.clone())
             .await;
         if pending_tx
             .send(Pending::Commit(last_seq, done))
@@ -408,6 +425,7 @@ async fn session(
 async fn ack_in_order(
     mut pending: mpsc::Receiver<Pending>,
     tx: mpsc::Sender<Result<CollectorMessage, Status>>,
+    stall_timeout: Duration,
 ) {
     while let Some(item) = pending.recv().await {
         let msg = match item {
@@ -425,7 +443,7 @@ async fn ack_in_order(
             Pending::Fail(status) => Err(status),
         };
         let terminal = msg.is_err();
-        match tx.send_timeout(msg, STALL_TIMEOUT).await {
+        match tx.send_timeout(msg, stall_timeout).await {
             Ok(()) if !terminal => {}
             Ok(()) => return,
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => {

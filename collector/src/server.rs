@@ -15,7 +15,9 @@ use xunjian_proto::{Policy, enrollment_server::EnrollmentServer, ingest_server::
 use crate::alerting::Alerting;
 use crate::clock::Clock;
 use crate::config::CollectorConfig;
-use crate::ingest::{EnrollmentService, IngestService, REVOCATION_REFRESH, Sessions, Shared};
+use crate::ingest::{
+    EnrollmentService, IngestService, REVOCATION_REFRESH, Sessions, Shared, StreamLimits,
+};
 use crate::pki::{Pki, PkiError};
 use crate::store::writer::COMMITTED_CAPACITY;
 use crate::store::{StoreError, Writer};
@@ -66,6 +68,13 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 8;
 /// Requests served concurrently on one connection.
 const CONCURRENCY_PER_CONNECTION: usize = 8;
 
+/// How long an orderly stop waits for connections to close, at most (and
+/// never longer than `server.stall_timeout`): a stream still open then
+/// belongs to a peer that does not read what is sent to it, and HTTP/2 can
+/// finish it only when the peer reads. Below the systemd unit's
+/// `TimeoutStopSec` (30 s).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running collector.
 pub struct Collector {
     addr: SocketAddr,
@@ -79,6 +88,7 @@ pub struct Collector {
     tasks: Vec<JoinHandle<()>>,
     writer: Writer,
     pid_file: std::path::PathBuf,
+    shutdown_grace: std::time::Duration,
 }
 
 impl Collector {
@@ -99,10 +109,11 @@ impl Collector {
         let pki = Arc::new(Pki::load_or_create(&config.pki_dir())?);
         let (chain_pem, key_pem) = pki.server_identity(&config.server.names)?;
         let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(COMMITTED_CAPACITY);
-        let (writer_handle, writer) = Writer::spawn_with(
+        let (writer_handle, writer) = Writer::spawn_limited(
             &config.database_path(),
             Some(committed_tx),
             config.server.max_new_series_per_hour,
+            config.storage.max_db_bytes,
         )?;
         let policy = Policy {
             metrics_interval_s: config.policy.metrics_interval.map_or(0, secs),
@@ -115,7 +126,10 @@ impl Collector {
             pki.clone(),
             clock.clone(),
             policy,
-            agent_limit(config.server.max_agents),
+            StreamLimits {
+                max_agents: agent_limit(config.server.max_agents),
+                stall_timeout: config.server.stall_timeout,
+            },
             shutdown.clone(),
         )?;
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
@@ -266,6 +280,7 @@ impl Collector {
             tasks,
             writer,
             pid_file: pid_file(config),
+            shutdown_grace: config.server.stall_timeout.min(SHUTDOWN_GRACE),
         })
     }
 
@@ -299,9 +314,18 @@ impl Collector {
             tasks,
             writer,
             pid_file,
+            shutdown_grace,
             ..
         } = self;
-        let served = server.await;
+        let mut server = server;
+        // `None`: connections still open `shutdown_grace` after the stop.
+        let served = tokio::select! {
+            served = &mut server => Some(served),
+            () = async {
+                shared.shutdown.cancelled().await;
+                tokio::time::sleep(shutdown_grace).await;
+            } => None,
+        };
         shared.shutdown.cancel();
         let _ = background.await;
         // Alerting holds a writer handle; it ends on the shutdown token.
@@ -309,6 +333,20 @@ impl Collector {
         for task in tasks {
             let _ = task.await;
         }
+        let Some(served) = served else {
+            tracing::warn!(
+                grace = ?shutdown_grace,
+                "connections still open after the shutdown grace (peers not reading); stopping without them"
+            );
+            // Their services hold writer handles, so the writer thread
+            // cannot end yet; a barrier job returns once everything queued
+            // before it has committed. The thread ends with the process.
+            let _ = shared.writer.run(|_| Ok(())).await;
+            drop(writer);
+            let _ = std::fs::remove_file(&pid_file);
+            tracing::info!("collector stopped");
+            return Ok(());
+        };
         // The writer stops once the last handle (held by `shared` and the
         // services inside the finished server) is gone.
         drop(shared);

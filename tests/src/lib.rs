@@ -275,7 +275,10 @@ impl Proc {
         let child = Command::new(harness)
             .arg(role)
             .args(args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("XUNJIAN_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
@@ -341,4 +344,145 @@ pub fn write_agent_toml(path: &Path, agent_dir: &Path, url: &str, interval: &str
     )
     .unwrap();
     path.to_owned()
+}
+
+/// A collector running as a child process (`xunjian-harness collector
+/// serve`) on a fixed port, so a test can SIGKILL it and start it again on
+/// the same data. Run `n` logs to `<dir>/collector-<n>.log`.
+pub struct CollectorProcess {
+    harness: PathBuf,
+    dir: PathBuf,
+    config: PathBuf,
+    /// The collector's data directory (`<dir>/collector`).
+    pub data: PathBuf,
+    pub port: u16,
+    runs: usize,
+    proc: Option<Proc>,
+}
+
+impl CollectorProcess {
+    /// Writes its config into `dir`, starts it and waits until it listens.
+    pub async fn start(harness: &Path, dir: &Path) -> Self {
+        let port = free_port();
+        let data = dir.join("collector");
+        let config = dir.join("collector.toml");
+        write_collector_toml(&config, &data, port);
+        let mut c = Self {
+            harness: harness.to_owned(),
+            dir: dir.to_owned(),
+            config,
+            data,
+            port,
+            runs: 0,
+            proc: None,
+        };
+        c.restart().await;
+        c
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// How many times it has been started.
+    pub fn runs(&self) -> usize {
+        self.runs
+    }
+
+    /// SIGKILLs the running process (no orderly shutdown, no flush).
+    pub fn kill9(&mut self) {
+        if let Some(p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    /// SIGKILLs it if it runs, starts the next run and waits until it listens.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        let log = self.dir.join(format!("collector-{}.log", self.runs));
+        let config = self.config.to_str().expect("a UTF-8 temporary path");
+        self.proc = Some(Proc::spawn(
+            &self.harness,
+            "collector",
+            &["--config", config, "serve"],
+            &log,
+        ));
+        self.runs += 1;
+        wait_listening(self.port).await;
+    }
+}
+
+/// What contradicts "an ack means stored, and nothing is stored twice",
+/// given each agent's acknowledged watermark: acknowledged sequences
+/// missing from `reports`, samples or check results stored twice for one
+/// report, and rows of a report that is not stored (a half-written report).
+/// Empty when all holds.
+pub fn ack_problems(conn: &Connection, acked: &[(Uuid, u64)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for &(agent, acked) in acked {
+        let stored = stored_sequences(conn, agent);
+        let missing: Vec<u64> = (1..=acked)
+            .filter(|s| stored.binary_search(s).is_err())
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "agent {agent}: {} acknowledged report(s) missing, first {:?}",
+                missing.len(),
+                &missing[..missing.len().min(5)]
+            ));
+        }
+    }
+    let checks = [
+        (
+            "samples stored twice for one report",
+            "SELECT count(*) FROM (SELECT 1 FROM samples GROUP BY series_id, sequence HAVING count(*) > 1)",
+        ),
+        (
+            "check results stored twice for one report",
+            "SELECT count(*) FROM (SELECT 1 FROM check_results GROUP BY agent_id, sequence, check_id HAVING count(*) > 1)",
+        ),
+        (
+            "samples of a report that is not stored",
+            "SELECT count(*) FROM samples m JOIN series s USING (series_id)
+             WHERE NOT EXISTS (SELECT 1 FROM reports r WHERE r.agent_id = s.agent_id AND r.sequence = m.sequence)",
+        ),
+        (
+            "check results of a report that is not stored",
+            "SELECT count(*) FROM check_results c
+             WHERE NOT EXISTS (SELECT 1 FROM reports r WHERE r.agent_id = c.agent_id AND r.sequence = c.sequence)",
+        ),
+    ];
+    for (what, sql) in checks {
+        let n = count(conn, sql);
+        if n > 0 {
+            problems.push(format!("{n} {what}"));
+        }
+    }
+    problems
+}
+
+/// A small deterministic random source (xorshift64*) for tests that pick
+/// random kill points: seeded from `env_var` when set, else from the time,
+/// and printed, so a failing run can be replayed.
+#[derive(Debug, Clone)]
+pub struct TestRng(u64);
+
+impl TestRng {
+    pub fn from_env_or_time(env_var: &str) -> Self {
+        let seed = std::env::var(env_var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| SystemClock.now_ms().unsigned_abs());
+        println!("random seed {seed} (replay with {env_var}={seed})");
+        Self(seed.max(1))
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        lo + x % (hi - lo + 1)
+    }
 }

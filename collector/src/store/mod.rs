@@ -415,6 +415,21 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Caps this connection's database at `max_bytes`, rounded down to whole
+/// pages; returns the cap in effect. SQLite never lowers the cap below the
+/// current size, so a database already larger simply cannot grow.
+pub fn limit_size(conn: &Connection, max_bytes: u64) -> Result<u64, StoreError> {
+    let page_size: i64 = conn
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .map_err(sql("reading the page size"))?;
+    let page_size = u64::try_from(page_size).unwrap_or(4096).max(1);
+    let pages = i64::try_from(max_bytes / page_size).unwrap_or(i64::MAX);
+    let set: i64 = conn
+        .pragma_update_and_check(None, "max_page_count", pages, |r| r.get(0))
+        .map_err(sql("setting max_page_count"))?;
+    Ok(u64::try_from(set).unwrap_or(0) * page_size)
+}
+
 /// Opens an existing database read-only (the CLI's reports and listings).
 pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {

@@ -11,6 +11,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use prost::Message;
@@ -159,12 +161,33 @@ pub struct Stored {
 
 type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
 
+/// Keeps one stream's reports in order through failures: once a report of
+/// the stream is not stored, the writer refuses (retryably) every later
+/// report of that stream still queued, so the stream's stored reports are
+/// always a prefix of what it sent and the agent resends from the first
+/// failed one. Without it, a report queued behind a failed one could
+/// commit before it, e.g. when space was freed between two batches.
+#[derive(Debug, Clone, Default)]
+pub struct StreamGate(Arc<AtomicBool>);
+
+impl StreamGate {
+    fn close(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_closed(&self) -> bool {
+        // Set and read only on the writer thread.
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 enum Job {
     Report {
         agent_id: Uuid,
         report: Report,
         bytes: usize,
         received_at_ms: i64,
+        gate: StreamGate,
         done: Reply<Stored>,
     },
     Hello {
@@ -233,7 +256,29 @@ impl Writer {
         committed: Option<mpsc::Sender<Committed>>,
         max_new_series_per_hour: usize,
     ) -> Result<(WriterHandle, Writer), StoreError> {
+        Self::spawn_limited(path, committed, max_new_series_per_hour, None)
+    }
+
+    /// [`Writer::spawn_with`], with the database file capped at
+    /// `max_db_bytes` (`storage.max_db_bytes`): past it, writes fail with
+    /// SQLITE_FULL, retryable like a full disk.
+    pub fn spawn_limited(
+        path: &Path,
+        committed: Option<mpsc::Sender<Committed>>,
+        max_new_series_per_hour: usize,
+        max_db_bytes: Option<u64>,
+    ) -> Result<(WriterHandle, Writer), StoreError> {
         let conn = super::open(path)?;
+        if let Some(max) = max_db_bytes {
+            // The limit is a property of this connection, not of the file:
+            // it must be set on the connection that writes.
+            let limit = super::limit_size(&conn, max)?;
+            tracing::info!(
+                max_db_bytes = max,
+                effective_bytes = limit,
+                "database size limited"
+            );
+        }
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("xunjian-writer".into())
@@ -263,6 +308,26 @@ impl WriterHandle {
         bytes: usize,
         received_at_ms: i64,
     ) -> oneshot::Receiver<Result<Stored, WriteError>> {
+        self.store_stream_report(
+            agent_id,
+            report,
+            bytes,
+            received_at_ms,
+            StreamGate::default(),
+        )
+        .await
+    }
+
+    /// [`WriterHandle::store_report`] for one of a stream's reports, in
+    /// stream order: refused if an earlier one behind `gate` was not stored.
+    pub async fn store_stream_report(
+        &self,
+        agent_id: Uuid,
+        report: Report,
+        bytes: usize,
+        received_at_ms: i64,
+        gate: StreamGate,
+    ) -> oneshot::Receiver<Result<Stored, WriteError>> {
         let (done, rx) = oneshot::channel();
         // A send error drops `done`, so the receiver reports Closed.
         let _ = self
@@ -272,6 +337,7 @@ impl WriterHandle {
                 report,
                 bytes,
                 received_at_ms,
+                gate,
                 done,
             })
             .await;
@@ -421,8 +487,21 @@ fn run(
                 Err(_) => break,
             }
         }
+        let gates: Vec<Option<StreamGate>> = jobs
+            .iter()
+            .map(|job| match job {
+                Job::Report { gate, .. } => Some(gate.clone()),
+                _ => None,
+            })
+            .collect();
         let outcomes = commit_batch(&mut conn, &mut series, jobs);
-        for outcome in outcomes {
+        // Before the next batch: later reports of a failed stream must see it.
+        for (outcome, gate) in outcomes.into_iter().zip(gates) {
+            if let Some(gate) = gate
+                && !outcome.is_ok()
+            {
+                gate.close();
+            }
             outcome.send(committed.as_ref());
         }
     }
@@ -449,6 +528,16 @@ fn commit_batch(conn: &mut Connection, series: &mut SeriesCache, jobs: Vec<Job>)
     for job in jobs {
         if let Some(err) = &fatal {
             outcomes.push(unapplied(job, err.clone()));
+            continue;
+        }
+        if let Job::Report { gate, .. } = &job
+            && gate.is_closed()
+        {
+            // Not fatal: only this stream's later reports are refused.
+            let err = WriteError::Unavailable(
+                "an earlier report of this stream was not stored; resend from it".into(),
+            );
+            outcomes.push(unapplied(job, err));
             continue;
         }
         if let Err(e) = tx.execute_batch("SAVEPOINT job") {
@@ -517,6 +606,7 @@ fn apply(conn: &Connection, series: &mut SeriesCache, job: Job) -> Outcome {
             bytes,
             received_at_ms,
             done,
+            ..
         } => {
             let r = store_report(conn, series, agent_id, &report, bytes, received_at_ms);
             let committed = match &r {
