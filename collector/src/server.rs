@@ -65,6 +65,10 @@ const MAX_ENCODE_MESSAGE: usize = 1024 * 1024;
 /// HTTP/2 streams per connection: an agent needs one; a few spare for
 /// reconnect overlap.
 const MAX_STREAMS_PER_CONNECTION: u32 = 8;
+/// HTTP/2 flow-control windows: bytes an agent may send before the
+/// collector has read them.
+const STREAM_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = 512 * 1024;
 /// Requests served concurrently on one connection.
 const CONCURRENCY_PER_CONNECTION: usize = 8;
 
@@ -146,6 +150,10 @@ impl Collector {
             Some(notifier)
         };
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(
+            checkpointer(config.database_path(), shutdown.clone())
+                .instrument(tracing::info_span!("checkpoint")),
+        ));
         tasks.push(tokio::spawn(
             maintenance(
                 writer_handle.clone(),
@@ -242,6 +250,11 @@ impl Collector {
             .http2_keepalive_timeout(Some(config.server.keepalive_timeout))
             .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+            // What one agent may have in flight, unread, in the collector:
+            // bounded, so a slow writer holds agents' data in their spools,
+            // not in the collector's memory (10,000 connections).
+            .initial_stream_window_size(Some(STREAM_WINDOW))
+            .initial_connection_window_size(Some(CONNECTION_WINDOW))
             .add_service(enrollment)
             .add_service(ingest);
         let stop = shutdown.clone();
@@ -412,6 +425,47 @@ fn agent_limit(max_agents: usize) -> usize {
         Err(e) => {
             tracing::warn!(error = %e, "cannot read or raise the open-file limit");
             max_agents
+        }
+    }
+}
+
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Checkpoints the WAL from a connection of its own (PASSIVE: never waits
+/// for the writer or readers), so the writer's commits never do it. A
+/// checkpoint that cannot finish (a long reader) is retried next time; the
+/// WAL then grows until one does.
+async fn checkpointer(db: std::path::PathBuf, shutdown: CancellationToken) {
+    let conn = match crate::store::open(&db) {
+        Ok(c) => std::sync::Arc::new(std::sync::Mutex::new(c)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the checkpoint connection; the WAL will grow");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let conn = conn.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+        })
+        .await;
+        match r {
+            Ok(Ok((_, log, done))) if log > done => {
+                tracing::debug!(wal_pages = log, checkpointed = done, "checkpoint incomplete")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint failed; retried"),
+            Err(_) => break,
         }
     }
 }

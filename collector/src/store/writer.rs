@@ -269,6 +269,11 @@ impl Writer {
         max_db_bytes: Option<u64>,
     ) -> Result<(WriterHandle, Writer), StoreError> {
         let conn = super::open(path)?;
+        // Checkpoints copy the WAL into the database file and fsync it; done
+        // by the writer they stall every commit behind them. The collector
+        // runs them from their own connection instead (`checkpointer`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(super::sql("turning off automatic checkpoints"))?;
         if let Some(max) = max_db_bytes {
             // The limit is a property of this connection, not of the file:
             // it must be set on the connection that writes.
