@@ -182,7 +182,9 @@ impl Segment {
     }
 
     fn last_seq(&self) -> u64 {
-        self.first_seq + self.count() - 1
+        // Segments are never empty; subtracting first keeps a segment ending at u64::MAX from
+        // overflowing.
+        self.first_seq + (self.count() - 1)
     }
 
     fn record_end(&self, index: usize) -> u64 {
@@ -295,9 +297,11 @@ impl Spool {
                     if !is_last_file && scan.expected_seq > meta.acked_seq {
                         lost = lost.max(1);
                     }
-                    // Cut sequences may already have been delivered: never hand them out again.
-                    if scan.cut_records > 0 {
-                        meta.last_seq = meta.last_seq.max(cut_end - 1);
+                    // Cut sequences may already have been delivered: never hand them out again,
+                    // not even after the next restart, when the cut records are gone.
+                    if scan.cut_records > 0 && cut_end - 1 > meta.last_seq {
+                        meta.last_seq = cut_end - 1;
+                        meta_dirty = true;
                     }
                     if lost > 0 {
                         recovery.lost_records += lost;
@@ -1289,6 +1293,42 @@ mod tests {
             spool.read_after(seq - 1, 10).unwrap(),
             vec![(seq, payload(seq, 10))]
         );
+    }
+
+    /// Found by fuzzing (`fuzz/artifacts/spool_recovery`): a cut that raised the sequence
+    /// counter was not persisted, so the next open handed the cut sequences out again.
+    #[test]
+    fn sequences_raised_by_a_cut_stay_raised_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(segment_name(u64::MAX)), [0u8; 68]).unwrap();
+        let (spool, _) = Spool::open(dir.path(), 16 * MB).unwrap();
+        let first = spool.status();
+        drop(spool);
+        let (spool, recovery) = Spool::open(dir.path(), 16 * MB).unwrap();
+        assert_eq!(recovery, Recovery::default());
+        assert_eq!(spool.status(), first);
+    }
+
+    /// Found by fuzzing (`fuzz/artifacts/spool_recovery`): a segment whose last record is
+    /// sequence u64::MAX overflowed computing its last sequence.
+    #[test]
+    fn segment_ending_at_the_last_sequence_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(segment_name(u64::MAX)),
+            encode_record(u64::MAX, b"last"),
+        )
+        .unwrap();
+        let (mut spool, _) = Spool::open(dir.path(), 16 * MB).unwrap();
+        assert_eq!(spool.status().last_seq, u64::MAX);
+        assert_eq!(
+            spool.read_after(0, 10).unwrap(),
+            vec![(u64::MAX, b"last".to_vec())]
+        );
+        assert!(matches!(
+            spool.append(|_| Vec::new()),
+            Err(SpoolError::SequenceExhausted)
+        ));
     }
 
     fn xorshift(state: &mut u64) -> u64 {

@@ -466,8 +466,10 @@ fn check_claim(agent: Uuid, claimed: &str) -> Result<(), Status> {
     }
 }
 
-/// Checks a report against the protocol and the content limits.
-fn validate_report(agent: Uuid, r: &Report, last_seq: u64) -> Result<(), Status> {
+/// Checks a report against the stream's state and the content limits
+/// before it is stored: the claim, the sequence, sizes, names, values.
+/// Public for the fuzz targets, which feed it arbitrary decoded messages.
+pub fn validate_report(agent: Uuid, r: &Report, last_seq: u64) -> Result<(), Status> {
     use limits::*;
     check_claim(agent, &r.claimed_agent_id)?;
     let bad = |m: String| Err(Status::invalid_argument(m));

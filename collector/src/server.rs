@@ -455,13 +455,21 @@ async fn checkpointer(db: std::path::PathBuf, shutdown: CancellationToken) {
         let r = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
             conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
         })
         .await;
         match r {
             Ok(Ok((_, log, done))) if log > done => {
-                tracing::debug!(wal_pages = log, checkpointed = done, "checkpoint incomplete")
+                tracing::debug!(
+                    wal_pages = log,
+                    checkpointed = done,
+                    "checkpoint incomplete"
+                )
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint failed; retried"),

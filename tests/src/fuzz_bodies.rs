@@ -17,9 +17,12 @@ use xunjian_agent::collect::{
 use xunjian_agent::exec::{ExecError, Output};
 use xunjian_proto::{AgentMessage, Inventory, Report, agent_message, section};
 
+/// A fuzz target body: takes any bytes, panics on a bug.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the `fuzz/fuzz_targets/<name>.rs` file and the
 /// `fuzz/corpus/<name>/` directory) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("agent_message", agent_message),
     ("spool_recovery", spool_recovery),
     ("rules", rules),
@@ -38,7 +41,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The body of the target called `name`.
-pub fn body(name: &str) -> Option<fn(&[u8])> {
+pub fn body(name: &str) -> Option<Body> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
@@ -110,8 +113,8 @@ pub fn agent_message(data: &[u8]) {
         return;
     };
     let encoded = message.encode_to_vec();
-    let again = AgentMessage::decode(encoded.as_slice())
-        .expect("a message prost encoded decodes again");
+    let again =
+        AgentMessage::decode(encoded.as_slice()).expect("a message prost encoded decodes again");
     assert_eq!(again.encode_to_vec(), encoded, "re-encoding is not stable");
     let Some(agent_message::Kind::Report(report)) = message.kind else {
         return;
@@ -127,7 +130,10 @@ pub fn agent_message(data: &[u8]) {
                 continue;
             };
             let changes = xunjian_collector::inventory_diff::diff(&json, &json);
-            assert!(changes.is_empty(), "an inventory differs from itself: {changes:?}");
+            assert!(
+                changes.is_empty(),
+                "an inventory differs from itself: {changes:?}"
+            );
             xunjian_collector::inventory_diff::diff(&empty, &json);
             xunjian_collector::inventory_diff::diff(&json, &empty);
         }
@@ -293,7 +299,11 @@ pub fn spool_recovery(data: &[u8]) {
     drop(spool);
 
     let (mut spool, recovery) = Spool::open(dir.path(), MAX_BYTES).expect("reopen");
-    assert_eq!(recovery, Recovery::default(), "a repaired spool needs repair again");
+    assert_eq!(
+        recovery,
+        Recovery::default(),
+        "a repaired spool needs repair again"
+    );
     assert_eq!(spool.status(), status, "reopening changed the spool");
 
     match spool.append(|_| b"after recovery".to_vec()) {
@@ -328,7 +338,10 @@ pub fn plugins(data: &[u8]) {
         for code in [Some(0), Some(2), Some(3), Some(7), None] {
             let mut out = output(code, &text, "");
             out.truncated = truncated;
-            collector_accepts("plugins::findings_for", &plugins::findings_for(&check, &out));
+            collector_accepts(
+                "plugins::findings_for",
+                &plugins::findings_for(&check, &out),
+            );
         }
     }
 }
@@ -337,7 +350,10 @@ pub fn plugins(data: &[u8]) {
 pub fn smart(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(device) = smart::parse_device(&text) {
-        collector_accepts("smart::findings_for", &smart::findings_for(&device, "smartctl"));
+        collector_accepts(
+            "smart::findings_for",
+            &smart::findings_for(&device, "smartctl"),
+        );
     }
     for (name, kind) in smart::parse_scan(&text) {
         let _ = smart::check_id(&name, &kind);
@@ -355,7 +371,10 @@ pub fn mdstat(data: &[u8]) {
         let _ = a.summary();
         let _ = a.degraded_reasons();
     }
-    collector_accepts("mdstat::findings_for", &mdstat::findings_for(&arrays, "/proc/mdstat"));
+    collector_accepts(
+        "mdstat::findings_for",
+        &mdstat::findings_for(&arrays, "/proc/mdstat"),
+    );
 }
 
 /// Package-manager and Windows Update output: apt, dnf/yum, zypper (XML
@@ -389,8 +408,7 @@ pub fn patches(data: &[u8]) {
     let history = patches::parse_apt_history(a);
     let dpkg = patches::parse_dpkg_log(b);
     let logs = [("history.log", history), ("dpkg.log", dpkg)];
-    let last_logs =
-        patches::last_update_from_logs(&logs, &[], |t| Some(Utc.from_utc_datetime(&t)));
+    let last_logs = patches::last_update_from_logs(&logs, &[], |t| Some(Utc.from_utc_datetime(&t)));
     let reboot_flag = patches::reboot_from_flag_file("/run/reboot-required", true, Some(b));
     let last_hotfix = patches::last_update_from_hotfixes(&hotfixes, "Get-HotFix");
     let none_pending = || patches::PendingUpdates {
@@ -401,7 +419,12 @@ pub fn patches(data: &[u8]) {
     };
     collector_accepts(
         "patches (logs, flag file)",
-        &patches::findings(&Ok(none_pending()), &Ok(reboot_flag.clone()), &last_logs, now()),
+        &patches::findings(
+            &Ok(none_pending()),
+            &Ok(reboot_flag.clone()),
+            &last_logs,
+            now(),
+        ),
     );
     collector_accepts(
         "patches (hotfixes)",
@@ -461,7 +484,10 @@ pub fn antivirus(data: &[u8]) {
         products.push(antivirus::mdatp_product(&h, now(), "mdatp health"));
     }
     for product in &products {
-        collector_accepts("antivirus::product_findings", &antivirus::product_findings(product));
+        collector_accepts(
+            "antivirus::product_findings",
+            &antivirus::product_findings(product),
+        );
     }
 
     let clamav = match antivirus::parse_cvd_header(data) {
@@ -491,7 +517,10 @@ pub fn antivirus(data: &[u8]) {
     };
     let survey = antivirus::survey_linux(&probe, now());
     let _ = antivirus::overall_status(&survey);
-    collector_accepts("antivirus::survey_linux", &antivirus::survey_findings(&survey));
+    collector_accepts(
+        "antivirus::survey_linux",
+        &antivirus::survey_findings(&survey),
+    );
 
     for code in EXIT_CODES {
         let run = |script: &str| -> Result<Output, ExecError> {
@@ -503,7 +532,10 @@ pub fn antivirus(data: &[u8]) {
             Ok(output(code, stdout, p[2]))
         };
         let survey = antivirus::survey_windows(&run, &[]);
-        collector_accepts("antivirus::survey_windows", &antivirus::survey_findings(&survey));
+        collector_accepts(
+            "antivirus::survey_windows",
+            &antivirus::survey_findings(&survey),
+        );
     }
 }
 
@@ -584,15 +616,28 @@ pub fn baseline(data: &[u8]) {
     let apt_files: Vec<(String, String)> = files
         .iter()
         .enumerate()
-        .map(|(i, t)| (format!("/etc/apt/apt.conf.d/{i:02}auto-upgrades"), (*t).to_owned()))
+        .map(|(i, t)| {
+            (
+                format!("/etc/apt/apt.conf.d/{i:02}auto-upgrades"),
+                (*t).to_owned(),
+            )
+        })
         .collect();
     for (name, _) in &apt_files {
         let _ = baseline::apt_reads_part(name);
     }
     let _ = baseline::parse_apt_conf(&text);
     let _ = baseline::apt_conf_value(&apt_files, "APT::Periodic::Unattended-Upgrade");
-    checks.push(baseline::judge_apt_automatic(&apt_files, true, "apt-config"));
-    checks.push(baseline::judge_dnf_automatic(&names, Some(main), "systemctl"));
+    checks.push(baseline::judge_apt_automatic(
+        &apt_files,
+        true,
+        "apt-config",
+    ));
+    checks.push(baseline::judge_dnf_automatic(
+        &names,
+        Some(main),
+        "systemctl",
+    ));
     accepts_checks("baseline", checks);
 }
 
@@ -673,4 +718,296 @@ pub fn packages(data: &[u8]) {
     let _ = packages::parse_dpkg(&text);
     let _ = packages::parse_rpm(&text);
     let _ = packages::parse_windows_uninstall(&text);
+}
+
+// --------------------------------------------------------------------- seeds
+
+/// Seeds for the targets whose input no tool prints: `(target, file name,
+/// bytes)`. Written into `fuzz/corpus/` by `tests/fuzz_corpus.rs` when
+/// `XUNJIAN_FUZZ_SEED_DIR` is set, and always run through their bodies.
+pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    let mut seeds = Vec::new();
+    for (name, message) in seed_messages() {
+        seeds.push(("agent_message", name, message.encode_to_vec()));
+    }
+    seeds.extend(seed_spools());
+    seeds.push(("evidence_bundle", "seed-export".into(), seed_bundle()));
+    seeds
+}
+
+fn seed_messages() -> Vec<(String, AgentMessage)> {
+    use xunjian_proto::{
+        CheckResult, CheckResults, CheckStatus, Filesystem, Hardware, Hello, Label, Metric,
+        MetricBatch, NetworkInterface, Package, Section, SpoolStatus,
+    };
+    let spool = SpoolStatus {
+        pending_reports: 3,
+        pending_bytes: 4096,
+        dropped_reports_total: 1,
+        dropped_bytes_total: 512,
+        max_bytes: 64 << 20,
+    };
+    let hello = AgentMessage {
+        kind: Some(agent_message::Kind::Hello(Hello {
+            agent_version: "0.1.0".into(),
+            capabilities: vec!["run_now".into()],
+            spool: Some(spool),
+            claimed_agent_id: Uuid::nil().to_string(),
+        })),
+    };
+    let label = |name: &str, value: &str| Label {
+        name: name.into(),
+        value: value.into(),
+    };
+    let metrics = Section {
+        kind: Some(section::Kind::Metrics(MetricBatch {
+            metrics: vec![
+                Metric {
+                    name: "cpu.usage_percent".into(),
+                    labels: vec![],
+                    value: 12.5,
+                    at_unix_ms: 0,
+                },
+                Metric {
+                    name: "fs.used_percent".into(),
+                    labels: vec![label("mount", "/"), label("device", "/dev/vda1")],
+                    value: 71.0,
+                    at_unix_ms: 1_772_366_400_000,
+                },
+            ],
+        })),
+    };
+    let checks = Section {
+        kind: Some(section::Kind::Checks(CheckResults {
+            results: vec![CheckResult {
+                check_id: "smart.sda".into(),
+                title: "SMART health of /dev/sda".into(),
+                status: CheckStatus::Ok as i32,
+                value: "PASSED".into(),
+                threshold: "PASSED".into(),
+                evidence: "smartctl --json -a /dev/sda".into(),
+                reason: String::new(),
+            }],
+        })),
+    };
+    let inventory = Section {
+        kind: Some(section::Kind::Inventory(Inventory {
+            hostname: "db-1".into(),
+            os_name: "Debian GNU/Linux".into(),
+            os_version: "12".into(),
+            kernel_version: "6.1.0".into(),
+            arch: "x86_64".into(),
+            boot_time_unix_s: 1_772_000_000,
+            cpu_logical: 2,
+            memory_total_bytes: 4 << 30,
+            filesystems: vec![Filesystem {
+                mount_point: "/".into(),
+                device: "/dev/vda1".into(),
+                fs_type: "ext4".into(),
+                total_bytes: 20 << 30,
+            }],
+            hardware: Some(Hardware {
+                system_vendor: "QEMU".into(),
+                chassis_type: "Other".into(),
+                ..Default::default()
+            }),
+            interfaces: vec![NetworkInterface {
+                name: "eth0".into(),
+                mac: "52:54:00:12:34:56".into(),
+                addresses: vec!["192.0.2.10/24".into()],
+                mtu: 1500,
+            }],
+            packages: vec![
+                Package {
+                    name: "openssl".into(),
+                    version: "3.0.15-1".into(),
+                    arch: "amd64".into(),
+                    source: "dpkg".into(),
+                },
+                Package {
+                    name: "curl".into(),
+                    version: "7.88.1".into(),
+                    arch: "amd64".into(),
+                    source: "dpkg".into(),
+                },
+            ],
+            ..Default::default()
+        })),
+    };
+    let report = AgentMessage {
+        kind: Some(agent_message::Kind::Report(Report {
+            sequence: 7,
+            collected_at_unix_ms: 1_772_366_400_000,
+            claimed_agent_id: String::new(),
+            spool: Some(spool),
+            sections: vec![metrics, checks, inventory],
+            run_now_request_id: "run-1".into(),
+        })),
+    };
+    vec![("seed-hello".into(), hello), ("seed-report".into(), report)]
+}
+
+/// Spool directories written by the real spool, in the `spool_recovery`
+/// input format: intact, without meta, with a torn tail, with a flipped
+/// byte, and with a segment cut short.
+fn seed_spools() -> Vec<(&'static str, String, Vec<u8>)> {
+    // Two spools: records 1-3 (1 acked), and records 6-7 after numbering
+    // skipped to 5; together they make two segments with a gap.
+    let (meta_a, mut segments) = real_spool(0, &[b"one", b"two", b"three"], 1);
+    let (_, second) = real_spool(5, &[b"six", b"seven"], 0);
+    segments.extend(second);
+    let encode = |meta: Option<&[u8]>, segments: &[(u64, Vec<u8>)]| {
+        let mut out = Vec::new();
+        match meta {
+            Some(m) => {
+                out.extend_from_slice(&(m.len() as u16).to_le_bytes());
+                out.extend_from_slice(m);
+            }
+            None => out.extend_from_slice(&u16::MAX.to_le_bytes()),
+        }
+        for (seq, bytes) in segments {
+            out.extend_from_slice(&seq.to_le_bytes());
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        out
+    };
+    let mut torn = segments.clone();
+    if let Some((_, last)) = torn.last_mut() {
+        last.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+    }
+    let mut flipped = segments.clone();
+    if let Some(byte) = flipped.first_mut().and_then(|(_, b)| b.get_mut(20)) {
+        *byte ^= 0x40;
+    }
+    let mut cut = segments.clone();
+    if let Some((_, first)) = cut.first_mut() {
+        first.truncate(first.len() - 3);
+    }
+    vec![
+        (
+            "spool_recovery",
+            "seed-intact".into(),
+            encode(Some(&meta_a), &segments),
+        ),
+        (
+            "spool_recovery",
+            "seed-no-meta".into(),
+            encode(None, &segments),
+        ),
+        (
+            "spool_recovery",
+            "seed-torn-tail".into(),
+            encode(Some(&meta_a), &torn),
+        ),
+        (
+            "spool_recovery",
+            "seed-flipped-byte".into(),
+            encode(Some(&meta_a), &flipped),
+        ),
+        (
+            "spool_recovery",
+            "seed-cut-short".into(),
+            encode(Some(&meta_a), &cut),
+        ),
+    ]
+}
+
+/// The meta file and `(first seq, bytes)` of each segment of a real spool
+/// numbered from `skip_to + 1`, holding `payloads`, acked up to `acked`.
+fn real_spool(skip_to: u64, payloads: &[&[u8]], acked: u64) -> (Vec<u8>, Vec<(u64, Vec<u8>)>) {
+    use xunjian_agent::spool::Spool;
+    let dir = scratch_dir();
+    let (mut spool, _) = Spool::open(dir.path(), 1 << 20).expect("open a seed spool");
+    spool.skip_to(skip_to).expect("skip in a seed spool");
+    for payload in payloads {
+        spool
+            .append(|_| payload.to_vec())
+            .expect("append to a seed spool");
+    }
+    spool.ack(acked).expect("ack in a seed spool");
+    drop(spool);
+    let meta = std::fs::read(dir.path().join("spool.meta")).unwrap_or_default();
+    let mut segments: Vec<(u64, Vec<u8>)> = std::fs::read_dir(dir.path())
+        .expect("list a seed spool")
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let seq = name.strip_suffix(".seg")?.parse().ok()?;
+            Some((seq, std::fs::read(e.path()).ok()?))
+        })
+        .collect();
+    segments.sort();
+    (meta, segments)
+}
+
+/// A bundle exported from a real evidence chain of three entries, as
+/// `path NUL contents NUL ...`.
+fn seed_bundle() -> Vec<u8> {
+    use xunjian_collector::evidence::{self, EvidenceError, EvidenceKey, RecordSource};
+    struct Records;
+    impl RecordSource for Records {
+        fn record_json(&self, kind: &str, record_ref: &str) -> Result<Vec<u8>, EvidenceError> {
+            Ok(format!("{{\"kind\":\"{kind}\",\"ref\":\"{record_ref}\"}}").into_bytes())
+        }
+        fn record_html(&self, kind: &str, record_ref: &str) -> Result<String, EvidenceError> {
+            Ok(format!("<h1>{kind} {record_ref}</h1>"))
+        }
+    }
+    let dir = scratch_dir();
+    let mut conn =
+        xunjian_collector::store::open(&dir.path().join("db.sqlite")).expect("open a seed store");
+    let key = EvidenceKey::load_or_create(&dir.path().join("pki")).expect("make a seed key");
+    let start = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
+    for seq in 1..=3i64 {
+        let at = start + chrono::Duration::hours(seq);
+        let record_ref = format!("run:{seq}");
+        let record = Records
+            .record_json("inspection", &record_ref)
+            .unwrap_or_default();
+        let tx = conn.transaction().expect("seed transaction");
+        evidence::append(&tx, &key, at, "inspection", &record_ref, &record)
+            .expect("append seed evidence");
+        tx.commit().expect("commit seed evidence");
+    }
+    let out = dir.path().join("bundle");
+    evidence::export(
+        &conn,
+        &key,
+        start,
+        start + chrono::Duration::hours(10),
+        &Records,
+        &out,
+        now(),
+    )
+    .expect("export a seed bundle");
+    let mut files = Vec::new();
+    collect_files(&out, "", &mut files);
+    files.sort();
+    let mut bytes = Vec::new();
+    for (name, contents) in files {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(&contents);
+        bytes.push(0);
+    }
+    bytes
+}
+
+fn collect_files(dir: &Path, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, &format!("{name}/"), out);
+        } else if let Ok(contents) = std::fs::read(&path) {
+            out.push((name, contents));
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! as child processes) on 127.0.0.1 with real TLS and a temporary SQLite
 //! file, and real agents enrolled through the real enrollment path.
 
+pub mod fuzz_bodies;
 pub mod load;
 
 use std::net::SocketAddr;

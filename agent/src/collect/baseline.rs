@@ -216,6 +216,11 @@ pub struct SshdConfigScan {
 
 /// sshd's own limit on nested Include.
 const SSHD_INCLUDE_DEPTH: usize = 16;
+/// Files read at most, the main one included. sshd gives up on the whole
+/// config at the first Include nested too deep; we keep reading, so an
+/// Include whose glob matches the including file twice (two patterns, or
+/// two such files) would otherwise multiply the reads at every level.
+const MAX_SSHD_CONFIG_FILES: usize = 256;
 
 /// Reads an Include pattern: the matching files as (path, text), in
 /// order, or why they could not be read.
@@ -263,6 +268,12 @@ fn scan_file(
                     scan.problems
                         .push(format!("Include {pattern}: nested too deep, not read"));
                     continue;
+                }
+                if scan.files.len() >= MAX_SSHD_CONFIG_FILES {
+                    scan.problems.push(format!(
+                        "Include {pattern}: over {MAX_SSHD_CONFIG_FILES} files read, not read"
+                    ));
+                    return;
                 }
                 match include(pattern) {
                     Ok(files) => {
@@ -1832,6 +1843,22 @@ mod tests {
         let scan = scan_sshd_config("/a", "Include /a\n", &mut include);
         assert!(scan.files.len() <= SSHD_INCLUDE_DEPTH);
         assert!(scan.problems.iter().any(|p| p.contains("too deep")));
+    }
+
+    /// Found by fuzzing (`fuzz/artifacts/baseline/timeout-*`): includes
+    /// that match the including file more than once multiplied the reads
+    /// at every level (2^15 files here; 3 patterns would be 3^15).
+    #[test]
+    fn sshd_config_include_fan_out_is_bounded() {
+        let mut reads = 0;
+        let mut include = |p: &str| {
+            reads += 1;
+            Ok(vec![(p.to_owned(), format!("Include {p} {p}\n"))])
+        };
+        let scan = scan_sshd_config("/a", "Include /a\n", &mut include);
+        assert!(scan.files.len() <= MAX_SSHD_CONFIG_FILES);
+        assert!(reads <= MAX_SSHD_CONFIG_FILES);
+        assert!(scan.problems.iter().any(|p| p.contains("files read")));
     }
 
     #[test]
