@@ -132,6 +132,20 @@ pub fn agent_config(agent_dir: &Path, url: &str, interval: Duration) -> AgentCon
     c
 }
 
+/// A rules file with one rule on the `fill` check's metric: over 90 opens
+/// an incident, under 80 resolves it.
+pub const FILL_RULES: &str = r#"
+[[rule]]
+id = "fill.high"
+title = "Fill on {host} at {value}%"
+severity = "II"
+hosts = "all"
+metric = "custom.fill.used"
+op = ">"
+threshold = 90
+recover_threshold = 80
+"#;
+
 /// An agent running only the system area and the `fill` custom check
 /// (`script`, run by /bin/sh), which reports `custom.fill.used`.
 pub fn fill_agent_config(agent_dir: &Path, url: &str, script: &Path) -> AgentConfig {

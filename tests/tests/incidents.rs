@@ -8,18 +8,6 @@ use std::time::Duration;
 
 use xunjian_tests::*;
 
-const RULES: &str = r#"
-[[rule]]
-id = "fill.high"
-title = "Fill on {host} at {value}%"
-severity = "II"
-hosts = "all"
-metric = "custom.fill.used"
-op = ">"
-threshold = 90
-recover_threshold = 80
-"#;
-
 /// A real HTTP endpoint on 127.0.0.1 that answers 200 and hands every
 /// request body to the test.
 async fn webhook_receiver() -> (String, tokio::sync::mpsc::Receiver<String>) {
@@ -80,7 +68,7 @@ async fn a_breach_opens_one_incident_that_resolves_when_the_value_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, FILL_RULES).unwrap();
     let mut config = collector_config(&data, 0);
     config.alerting.rules_file = Some(rules);
     let (hook, mut received) = webhook_receiver().await;
@@ -199,7 +187,7 @@ async fn a_silenced_problem_is_recorded_but_suppressed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, FILL_RULES).unwrap();
     let mut config = collector_config(&data, 0);
     config.alerting.rules_file = Some(rules);
     let collector = TestCollector::start_with(config.clone()).await;

@@ -13,18 +13,6 @@ use xunjian_collector::inspection::record::{HostVerdict, InspectionRun, ItemVerd
 use xunjian_collector::inspection::runner::{RunRequest, SELFCHECK_OVERDUE_RULE, request_run};
 use xunjian_tests::*;
 
-const RULES: &str = r#"
-[[rule]]
-id = "fill.high"
-title = "Fill on {host} at {value}%"
-severity = "II"
-hosts = "all"
-metric = "custom.fill.used"
-op = ">"
-threshold = 90
-recover_threshold = 80
-"#;
-
 /// The CLI's way in: a read-write connection of its own.
 fn writable(data: &std::path::Path) -> rusqlite::Connection {
     xunjian_collector::store::open(&data.join("xunjian.db")).unwrap()
@@ -55,7 +43,7 @@ async fn an_inspection_files_every_host_links_incidents_and_verifies_as_evidence
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, FILL_RULES).unwrap();
     let mut config = collector_config(&data, 0);
     config.alerting.rules_file = Some(rules);
     config.inspection.wait = Duration::from_secs(4);
