@@ -602,7 +602,7 @@ pub struct Period {
 /// form must match `kind`.
 pub fn parse_period(kind: PeriodKind, text: &str) -> Result<Period, ScheduleError> {
     let bad = || ScheduleError::BadPeriod {
-        kind: kind_name(kind),
+        kind: kind.as_str(),
         text: text.to_owned(),
         expected: match kind {
             PeriodKind::Monthly => "YYYY-MM, e.g. \"2026-11\"",
@@ -634,14 +634,6 @@ pub fn parse_period(kind: PeriodKind, text: &str) -> Result<Period, ScheduleErro
     index
         .map(|index| Period::new(kind, year, index))
         .ok_or_else(bad)
-}
-
-fn kind_name(kind: PeriodKind) -> &'static str {
-    match kind {
-        PeriodKind::Monthly => "monthly",
-        PeriodKind::Quarterly => "quarterly",
-        PeriodKind::Annual => "annual",
-    }
 }
 
 fn periods_per_year(kind: PeriodKind) -> u32 {

@@ -184,7 +184,7 @@ impl InspectionPage {
         }
         InspectionPage {
             t,
-            lang_attr: i18n::html_lang(lang),
+            lang_attr: lang.as_str(),
             doc_title,
             subtitle: format!("{} · #{}", run.plan, run.run_id),
             facts,

@@ -207,14 +207,6 @@ pub fn strings(lang: Lang) -> &'static Strings {
     }
 }
 
-/// The HTML `lang` attribute of `lang`.
-pub fn html_lang(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "en",
-        Lang::ZhCn => "zh-CN",
-    }
-}
-
 /// A percentage with one decimal ("99.5%"), or "unknown" for `None`.
 ///
 /// A value below 100 never shows as "100.0%": 99.96 % availability is not

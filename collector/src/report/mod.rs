@@ -100,7 +100,7 @@ impl ReportsConfig {
             if let Some(bad) = job
                 .formats
                 .iter()
-                .find(|f| !["html", "csv", "json"].contains(&f.as_str()))
+                .find(|f| f.parse::<render::Format>().is_err())
             {
                 return Some((
                     "reports.schedule.formats",

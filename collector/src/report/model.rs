@@ -17,6 +17,17 @@ pub enum PeriodKind {
     Annual,
 }
 
+impl PeriodKind {
+    /// The name used in config, CLI, file names and CSV: "monthly", ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeriodKind::Monthly => "monthly",
+            PeriodKind::Quarterly => "quarterly",
+            PeriodKind::Annual => "annual",
+        }
+    }
+}
+
 /// Language of the rendered text (numbers and JSON keys do not change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Lang {
@@ -24,6 +35,16 @@ pub enum Lang {
     En,
     #[serde(rename = "zh-CN")]
     ZhCn,
+}
+
+impl Lang {
+    /// The BCP 47 tag ("en", "zh-CN"): HTML `lang`, file names, config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::ZhCn => "zh-CN",
+        }
+    }
 }
 
 /// A host as the report names it.

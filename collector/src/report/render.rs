@@ -423,7 +423,7 @@ impl ReportPage {
         ];
         Ok(ReportPage {
             t,
-            lang_attr: i18n::html_lang(lang),
+            lang_attr: lang.as_str(),
             doc_title,
             period: report.period.clone(),
             title_facts: vec![
@@ -1011,12 +1011,7 @@ fn report_csv(report: &OpsReport, tz: Tz) -> CsvWriter {
     let mut csv = ReportCsv {
         writer: CsvWriter::new(&ReportCsv::HEADER),
     };
-    let kind = match report.kind {
-        PeriodKind::Monthly => "monthly",
-        PeriodKind::Quarterly => "quarterly",
-        PeriodKind::Annual => "annual",
-    };
-    csv.value("report", "kind", kind);
+    csv.value("report", "kind", report.kind.as_str());
     csv.value("report", "period", &report.period);
     csv.value("report", "from", &csv_time(report.from, tz));
     csv.value("report", "to", &csv_time(report.to, tz));

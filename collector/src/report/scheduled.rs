@@ -71,7 +71,7 @@ pub fn due(
                 let made: bool = conn
                 .query_row(
                     "SELECT EXISTS (SELECT 1 FROM reports_generated WHERE kind = ?1 AND period = ?2 AND lang = ?3 AND format = ?4)",
-                    params![kind_str(job.kind), period.label, lang_str(job.lang), format],
+                    params![job.kind.as_str(), period.label, job.lang.as_str(), format],
                     |r| r.get(0),
                 )
                 .map_err(crate::store::sql("reading generated reports"))?;
@@ -89,30 +89,6 @@ pub fn due(
     Ok(out)
 }
 
-fn kind_str(kind: super::PeriodKind) -> &'static str {
-    match kind {
-        super::PeriodKind::Monthly => "monthly",
-        super::PeriodKind::Quarterly => "quarterly",
-        super::PeriodKind::Annual => "annual",
-    }
-}
-
-fn lang_str(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "en",
-        Lang::ZhCn => "zh-CN",
-    }
-}
-
-fn format_of(name: &str) -> Option<Format> {
-    match name {
-        "html" => Some(Format::Html),
-        "csv" => Some(Format::Csv),
-        "json" => Some(Format::Json),
-        _ => None,
-    }
-}
-
 /// Makes one pending report: renders, writes the file atomically, records it.
 pub async fn make_one(
     config: &CollectorConfig,
@@ -120,7 +96,10 @@ pub async fn make_one(
     pending: &Pending,
     now: DateTime<Utc>,
 ) -> anyhow::Result<std::path::PathBuf> {
-    let format = format_of(&pending.format)
+    let format = pending
+        .format
+        .parse::<Format>()
+        .ok()
         .ok_or_else(|| anyhow::anyhow!("unknown format {}", pending.format))?;
     // Computing a year for thousands of hosts takes seconds: off the runtime.
     let bytes = {
@@ -137,17 +116,17 @@ pub async fn make_one(
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!(
         "{}-{}.{}.{}",
-        kind_str(pending.kind),
+        pending.kind.as_str(),
         pending.period,
-        lang_str(pending.lang),
+        pending.lang.as_str(),
         pending.format
     ));
     xunjian_agent::fsutil::write_atomic(&path, &bytes, 0o644)?;
     let sha = hex::encode(Sha256::digest(&bytes));
     let (kind, period, lang, fmt, p) = (
-        kind_str(pending.kind),
+        pending.kind.as_str(),
         pending.period.clone(),
-        lang_str(pending.lang),
+        pending.lang.as_str(),
         pending.format.clone(),
         path.display().to_string(),
     );
