@@ -176,6 +176,7 @@ impl Collector {
                 .policy()
                 .map_err(|e| ServeError::Config(e.to_string()))?,
             shutdown: shutdown.clone(),
+            read_conn: Default::default(),
         };
         tasks.push(tokio::spawn(
             inspector

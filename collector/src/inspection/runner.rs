@@ -161,6 +161,8 @@ pub struct Inspector {
     pub evidence: Arc<EvidenceKey>,
     pub sla: SlaPolicy,
     pub shutdown: CancellationToken,
+    /// See [`Inspector::read`]; `Default::default()` when building one.
+    pub read_conn: std::sync::OnceLock<std::sync::Mutex<Connection>>,
 }
 
 struct Due {
@@ -255,8 +257,18 @@ impl Inspector {
         }
     }
 
-    fn read(&self) -> Result<Connection, StoreError> {
-        crate::store::open_read_only(&self.db_path)
+    /// The connection the polls share (requested runs every second,
+    /// answers every 200 ms per run), opened once instead of per poll.
+    /// Held only for short queries; building a record opens its own.
+    fn read(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        let conn = match self.read_conn.get() {
+            Some(c) => c,
+            None => {
+                let opened = crate::store::open_read_only(&self.db_path)?;
+                self.read_conn.get_or_init(|| std::sync::Mutex::new(opened))
+            }
+        };
+        Ok(conn.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn initial_schedules(&self) -> Result<Vec<Due>, StoreError> {
@@ -491,7 +503,7 @@ impl Inspector {
         hosts: &[Candidate],
         answered: &HashMap<String, (i64, i64)>,
     ) -> Result<InspectionRun, StoreError> {
-        let conn = self.read()?;
+        let conn = crate::store::open_read_only(&self.db_path)?;
         let mut records = Vec::with_capacity(hosts.len());
         for h in hosts {
             let (cert, last_seen): (String, Option<i64>) = conn
@@ -736,35 +748,39 @@ impl Inspector {
     /// than `full_selfcheck_every` (or, before the first one, the first
     /// enrollment is), resolves it after one.
     async fn check_full_selfcheck(&self, now: DateTime<Utc>) -> Result<(), RunError> {
-        let conn = self.read()?;
-        let last = last_full_selfcheck(&conn)?;
-        // Before the first full self-check the year counts from the first
-        // enrollment: a new installation is not overdue on day one.
-        let first_enrolled: Option<i64> = conn
-            .query_row(
-                "SELECT min(enrolled_at) FROM agents WHERE agent_id != ?1",
-                [FLEET_AGENT_ID],
-                |r| r.get(0),
-            )
-            .map_err(sql("reading the first enrollment"))?;
-        let every = chrono::Duration::from_std(self.config.full_selfcheck_every)
-            .unwrap_or(chrono::Duration::days(365));
-        let overdue = match last.or(first_enrolled) {
-            Some(since) => now - ms(since) > every,
-            None => false,
-        };
         let key = crate::alerting::key_text(&crate::rules::IncidentKey {
             rule_id: SELFCHECK_OVERDUE_RULE.into(),
             agent_id: FLEET_AGENT_ID.into(),
             labels: BTreeMap::new(),
         });
-        let open: bool = conn
+        // In a block: the read guard must not live across the write below.
+        let (last, overdue, open) = {
+            let conn = self.read()?;
+            let last = last_full_selfcheck(&conn)?;
+            // Before the first full self-check the year counts from the first
+            // enrollment: a new installation is not overdue on day one.
+            let first_enrolled: Option<i64> = conn
+                .query_row(
+                    "SELECT min(enrolled_at) FROM agents WHERE agent_id != ?1",
+                    [FLEET_AGENT_ID],
+                    |r| r.get(0),
+                )
+                .map_err(sql("reading the first enrollment"))?;
+            let every = chrono::Duration::from_std(self.config.full_selfcheck_every)
+                .unwrap_or(chrono::Duration::days(365));
+            let overdue = match last.or(first_enrolled) {
+                Some(since) => now - ms(since) > every,
+                None => false,
+            };
+            let open: bool = conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM incidents WHERE incident_key = ?1 AND state IN ('open', 'acknowledged'))",
                 [&key],
                 |r| r.get(0),
             )
             .map_err(sql("reading incidents"))?;
+            (last, overdue, open)
+        };
         let at_ms = now.timestamp_millis();
         let update = match (overdue, open) {
             (true, false) => {
