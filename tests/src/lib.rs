@@ -132,6 +132,20 @@ pub fn agent_config(agent_dir: &Path, url: &str, interval: Duration) -> AgentCon
     c
 }
 
+/// The first message of a raw Ingest stream, claiming `claimed` as the
+/// agent id ("" claims nothing).
+pub fn hello_message(claimed: &str) -> xunjian_proto::AgentMessage {
+    xunjian_proto::AgentMessage {
+        kind: Some(xunjian_proto::agent_message::Kind::Hello(
+            xunjian_proto::Hello {
+                agent_version: "test".into(),
+                claimed_agent_id: claimed.into(),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
 /// A rules file with one rule on the `fill` check's metric: over 90 opens
 /// an incident, under 80 resolves it.
 pub const FILL_RULES: &str = r#"

@@ -23,8 +23,8 @@ use xunjian_agent::spool::{Spool, SpoolStatus};
 use xunjian_collector::clock::{Clock, SystemClock};
 use xunjian_collector::store;
 use xunjian_proto::{
-    AgentMessage, CollectorMessage, Hello, Label, Metric, MetricBatch, Report, Section,
-    agent_message, collector_message, ingest_client::IngestClient, section,
+    AgentMessage, CollectorMessage, Label, Metric, MetricBatch, Report, Section, agent_message,
+    collector_message, ingest_client::IngestClient, section,
 };
 use xunjian_tests::*;
 
@@ -173,15 +173,6 @@ fn endpoint(url: &str, creds: &Credentials) -> Endpoint {
         .unwrap()
 }
 
-fn hello() -> AgentMessage {
-    AgentMessage {
-        kind: Some(agent_message::Kind::Hello(Hello {
-            agent_version: "test".into(),
-            ..Default::default()
-        })),
-    }
-}
-
 /// A report of `metrics` distinct series (0 = an empty report).
 fn report(seq: u64, metrics: usize) -> AgentMessage {
     let metrics = (0..metrics)
@@ -237,7 +228,7 @@ async fn send_one(
     creds: &Credentials,
     report: AgentMessage,
 ) -> Result<(), tonic::Status> {
-    let (_tx, inbound) = open_stream(url, creds, vec![hello(), report]).await;
+    let (_tx, inbound) = open_stream(url, creds, vec![hello_message(""), report]).await;
     let mut inbound = inbound?;
     loop {
         let message = tokio::time::timeout(PATIENCE, inbound.message())
@@ -254,7 +245,7 @@ async fn send_one(
 /// Whether the collector gives `creds` a stream now: Ok after its Resume,
 /// or the refusal.
 async fn admitted(url: &str, creds: &Credentials) -> Result<(), tonic::Status> {
-    let (_tx, inbound) = open_stream(url, creds, vec![hello()]).await;
+    let (_tx, inbound) = open_stream(url, creds, vec![hello_message("")]).await;
     let first = tokio::time::timeout(PATIENCE, inbound?.message())
         .await
         .expect("the collector answers")?;
@@ -682,7 +673,7 @@ async fn a_peer_that_stops_reading_acks_is_closed_after_the_stall_timeout_and_fr
         .unwrap();
     let reports = 300;
     let (tx, rx) = mpsc::channel(reports + 1);
-    tx.send(hello()).await.unwrap();
+    tx.send(hello_message("")).await.unwrap();
     for seq in 1..=reports as u64 {
         tx.send(report(seq, 0)).await.unwrap();
     }

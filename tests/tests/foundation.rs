@@ -14,22 +14,12 @@ use xunjian_agent::transport;
 use xunjian_collector::clock::{Clock, SystemClock};
 use xunjian_collector::store;
 use xunjian_proto::{
-    AgentMessage, CollectorMessage, Hello, Report, agent_message, ingest_client::IngestClient,
+    AgentMessage, CollectorMessage, Report, agent_message, ingest_client::IngestClient,
 };
 use xunjian_tests::*;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_xunjian-harness");
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn hello(claimed: &str) -> AgentMessage {
-    AgentMessage {
-        kind: Some(agent_message::Kind::Hello(Hello {
-            agent_version: "test".into(),
-            claimed_agent_id: claimed.into(),
-            ..Default::default()
-        })),
-    }
-}
 
 fn report_msg(seq: u64, claimed: &str) -> AgentMessage {
     AgentMessage {
@@ -198,7 +188,7 @@ async fn unauthenticated_foreign_and_revoked_clients_are_refused_while_a_healthy
             .await
             .map_err(|e| e.to_string())?;
         let (tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(1);
-        tx.send(hello("")).await.unwrap();
+        tx.send(hello_message("")).await.unwrap();
         let resp = IngestClient::new(channel)
             .stream(ReceiverStream::new(rx))
             .await
@@ -241,7 +231,13 @@ async fn unauthenticated_foreign_and_revoked_clients_are_refused_while_a_healthy
         );
     }
     let status = loop {
-        match raw_stream(&url, &revoked_creds, vec![hello(""), report_msg(100, "")]).await {
+        match raw_stream(
+            &url,
+            &revoked_creds,
+            vec![hello_message(""), report_msg(100, "")],
+        )
+        .await
+        {
             Err(s) => break s,
             // The revocation list is refreshed every 2 s; until then the
             // stream is still accepted.
@@ -283,17 +279,19 @@ async fn an_agent_cannot_write_data_for_another_agent() {
     let b = enroll_agent(&data, &url, &dir.path().join("b")).await;
     let b_id = b.agent_id.to_string();
 
-    let status = raw_stream(&url, &a, vec![hello(""), report_msg(1, &b_id)])
+    let status = raw_stream(&url, &a, vec![hello_message(""), report_msg(1, &b_id)])
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
-    let status = raw_stream(&url, &a, vec![hello(&b_id)]).await.unwrap_err();
+    let status = raw_stream(&url, &a, vec![hello_message(&b_id)])
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
 
     let conn = db(&data);
     assert_eq!(count(&conn, "SELECT count(*) FROM reports"), 0);
     // A's own report, with no claim, is stored under A: identity is the certificate's.
-    let ok = raw_stream(&url, &a, vec![hello(""), report_msg(1, "")])
+    let ok = raw_stream(&url, &a, vec![hello_message(""), report_msg(1, "")])
         .await
         .unwrap();
     assert!(!ok.is_empty());
@@ -584,7 +582,7 @@ async fn malformed_and_oversized_messages_get_clear_errors_and_others_carry_on()
         r.run_now_request_id = "x".repeat(5 * 1024 * 1024);
     }
     assert!(big.encoded_len() > 4 * 1024 * 1024);
-    let status = raw_stream(&url, &bad, vec![hello(""), big])
+    let status = raw_stream(&url, &bad, vec![hello_message(""), big])
         .await
         .unwrap_err();
     assert!(
