@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Serialize lets the agent print a report as JSON (`check --json`) and
         // the collector store inventory snapshots as queryable JSON.
         .type_attribute(".xunjian.v1", "#[derive(serde::Serialize)]")
+        // Small starting buffers: see src/codec.rs.
+        .codec_path("crate::codec::CompactCodec")
         .compile_fds(fds)?;
     Ok(())
 }

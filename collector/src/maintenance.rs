@@ -21,8 +21,10 @@ use crate::store::TaskError;
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const SLOT_MS: i64 = 300_000;
-/// Rows folded per rollup job, and deleted per retention job.
-const CHUNK: i64 = 50_000;
+/// Rows folded per rollup job, and deleted per retention job. Each job holds
+/// the writer, so ingest waits behind it: 10,000 rows is about 30 ms on the
+/// reference machine (50,000 put 400 ms on the ack p99 at 10,000 agents).
+const CHUNK: i64 = 10_000;
 /// Reports received this recently are left for the next pass: the writer
 /// stamps `received_at` before a job waits in its queue, so a later commit
 /// can carry a slightly earlier stamp.

@@ -66,9 +66,12 @@ const MAX_ENCODE_MESSAGE: usize = 1024 * 1024;
 /// reconnect overlap.
 const MAX_STREAMS_PER_CONNECTION: u32 = 8;
 /// HTTP/2 flow-control windows: bytes an agent may send before the
-/// collector has read them.
-const STREAM_WINDOW: u32 = 256 * 1024;
-const CONNECTION_WINDOW: u32 = 512 * 1024;
+/// collector has read them. While the writer is behind (a burst of
+/// reconnects after an outage), every stream can hold this much: 10,000 ×
+/// 64 KiB is 640 MiB. 64 KiB still lets one agent send 640 KiB/s over a
+/// 100 ms round trip, far more than it produces.
+const STREAM_WINDOW: u32 = 64 * 1024;
+const CONNECTION_WINDOW: u32 = 128 * 1024;
 /// Requests served concurrently on one connection.
 const CONCURRENCY_PER_CONNECTION: usize = 8;
 
@@ -151,8 +154,12 @@ impl Collector {
         };
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(
-            checkpointer(config.database_path(), shutdown.clone())
-                .instrument(tracing::info_span!("checkpoint")),
+            checkpointer(
+                config.database_path(),
+                writer_handle.clone(),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("checkpoint")),
         ));
         tasks.push(tokio::spawn(
             maintenance(
@@ -433,11 +440,24 @@ fn agent_limit(max_agents: usize) -> usize {
 /// How often the WAL is checkpointed into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// A WAL at least this long (pages of 4 KiB: 64 MiB) is started over: the
+/// writer finishes the checkpoint (see [`crate::store::WriterHandle::finish_checkpoint`]).
+/// Below it, the WAL file is reused as is; a shorter WAL would only make
+/// the writer stop more often.
+const WAL_RESTART_PAGES: i64 = 16_384;
+
 /// Checkpoints the WAL from a connection of its own (PASSIVE: never waits
-/// for the writer or readers), so the writer's commits never do it. A
-/// checkpoint that cannot finish (a long reader) is retried next time; the
-/// WAL then grows until one does.
-async fn checkpointer(db: std::path::PathBuf, shutdown: CancellationToken) {
+/// for the writer or readers), so the writer's commits do not copy pages
+/// and fsync the database file. Under steady ingest that checkpoint never
+/// reaches the end of the WAL, so once the WAL is long the writer copies
+/// the few pages left, between two transactions, and its next commit
+/// starts the WAL over. A checkpoint that cannot finish (a long reader) is
+/// retried next time; the WAL grows until one does.
+async fn checkpointer(
+    db: std::path::PathBuf,
+    writer: crate::store::WriterHandle,
+    shutdown: CancellationToken,
+) {
     let conn = match crate::store::open(&db) {
         Ok(c) => std::sync::Arc::new(std::sync::Mutex::new(c)),
         Err(e) => {
@@ -455,26 +475,28 @@ async fn checkpointer(db: std::path::PathBuf, shutdown: CancellationToken) {
         let conn = conn.clone();
         let r = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })
+            crate::store::writer::checkpoint_passive(&conn)
         })
         .await;
-        match r {
-            Ok(Ok((_, log, done))) if log > done => {
-                tracing::debug!(
-                    wal_pages = log,
-                    checkpointed = done,
-                    "checkpoint incomplete"
-                )
+        let wal = match r {
+            Ok(Ok(wal)) => wal,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "checkpoint failed; retried");
+                continue;
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint failed; retried"),
             Err(_) => break,
+        };
+        if wal.wal_pages < WAL_RESTART_PAGES {
+            continue;
+        }
+        match writer.finish_checkpoint().await {
+            Ok(done) if done.checkpointed_pages < done.wal_pages => tracing::debug!(
+                wal_pages = done.wal_pages,
+                checkpointed = done.checkpointed_pages,
+                "checkpoint incomplete (a reader holds an old snapshot); retried"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "writer checkpoint failed; retried"),
         }
     }
 }

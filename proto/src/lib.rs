@@ -7,6 +7,8 @@ pub mod v1 {
     tonic::include_proto!("xunjian.v1");
 }
 
+pub mod codec;
+
 pub use v1::*;
 
 /// Prefix of the URI SAN that carries an agent's identity in its client

@@ -28,6 +28,8 @@ use super::queries::{NewAgent, TokenRefusal, enroll_agent};
 
 /// Jobs waiting for the writer, at most.
 pub const QUEUE_CAPACITY: usize = 1024;
+/// The WAL file is cut back to this when it starts over.
+const WAL_FILE_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
 /// Jobs in one transaction, at most.
 const MAX_BATCH: usize = 512;
 /// Series ids remembered between transactions (about 40 bytes each);
@@ -181,7 +183,7 @@ impl StreamGate {
     }
 }
 
-enum Job {
+enum TxJob {
     Report {
         agent_id: Uuid,
         report: Report,
@@ -217,6 +219,33 @@ enum Job {
 
 type TaskOutput = Box<dyn std::any::Any + Send>;
 type TaskFn = Box<dyn FnOnce(&Connection) -> Result<TaskOutput, TaskError> + Send>;
+
+/// What the writer thread is asked to do: a write inside the next batch's
+/// transaction, or a checkpoint between two transactions.
+enum Job {
+    Tx(TxJob),
+    /// See [`WriterHandle::finish_checkpoint`].
+    Checkpoint(Reply<WalState>),
+}
+
+/// The WAL after a checkpoint: its length and how much of it is copied into
+/// the database file, in pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalState {
+    pub wal_pages: i64,
+    pub checkpointed_pages: i64,
+}
+
+/// Runs a PASSIVE checkpoint on `conn` (it never waits for other
+/// connections).
+pub fn checkpoint_passive(conn: &Connection) -> rusqlite::Result<WalState> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok(WalState {
+            wal_pages: r.get(1)?,
+            checkpointed_pages: r.get(2)?,
+        })
+    })
+}
 
 /// Why a [`WriterHandle::run`] closure failed: SQLite (classified as
 /// retryable or not like every write) or the task's own reason.
@@ -274,6 +303,11 @@ impl Writer {
         // runs them from their own connection instead (`checkpointer`).
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(super::sql("turning off automatic checkpoints"))?;
+        // When the WAL starts over, a file left longer than this (by a burst
+        // or an older version) is cut back; shorter, it is reused as is,
+        // which spares the file system from allocating and zeroing pages.
+        conn.pragma_update(None, "journal_size_limit", WAL_FILE_LIMIT_BYTES)
+            .map_err(super::sql("setting the WAL size limit"))?;
         if let Some(max) = max_db_bytes {
             // The limit is a property of this connection, not of the file:
             // it must be set on the connection that writes.
@@ -337,14 +371,14 @@ impl WriterHandle {
         // A send error drops `done`, so the receiver reports Closed.
         let _ = self
             .tx
-            .send(Job::Report {
+            .send(Job::Tx(TxJob::Report {
                 agent_id,
                 report,
                 bytes,
                 received_at_ms,
                 gate,
                 done,
-            })
+            }))
             .await;
         rx
     }
@@ -355,12 +389,12 @@ impl WriterHandle {
         let (done, rx) = oneshot::channel();
         let _ = self
             .tx
-            .send(Job::Hello {
+            .send(Job::Tx(TxJob::Hello {
                 agent_id,
                 hello,
                 at_ms,
                 done,
-            })
+            }))
             .await;
         rx.await.unwrap_or(Err(WriteError::Closed))
     }
@@ -374,11 +408,11 @@ impl WriterHandle {
         let (done, rx) = oneshot::channel();
         let _ = self
             .tx
-            .send(Job::Incidents {
+            .send(Job::Tx(TxJob::Incidents {
                 updates,
                 reopen_window_ms,
                 done,
-            })
+            }))
             .await;
         rx.await.unwrap_or(Err(WriteError::Closed))
     }
@@ -393,12 +427,25 @@ impl WriterHandle {
     {
         let (done, rx) = oneshot::channel();
         let work: TaskFn = Box::new(move |conn| work(conn).map(|t| Box::new(t) as TaskOutput));
-        let _ = self.tx.send(Job::Task { work, done }).await;
+        let _ = self.tx.send(Job::Tx(TxJob::Task { work, done })).await;
         let out = rx.await.unwrap_or(Err(WriteError::Closed))?;
         // The closure above boxed a `T`, so the downcast cannot fail.
         out.downcast::<T>()
             .map(|t| *t)
             .map_err(|_| WriteError::Rejected("task result of unexpected type".into()))
+    }
+
+    /// Checkpoints from the writer's own connection, between two
+    /// transactions. A checkpoint from another connection copies the WAL
+    /// while the writer keeps appending, so under steady ingest it never
+    /// reaches the WAL's end, and SQLite starts the WAL over only after one
+    /// has: the WAL would grow without bound (5 GB in 80 s at 10,000
+    /// agents). Called right after such a checkpoint, this one copies only
+    /// the pages written since, and the next commit starts the WAL over.
+    pub async fn finish_checkpoint(&self) -> Result<WalState, WriteError> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.tx.send(Job::Checkpoint(done)).await;
+        rx.await.unwrap_or(Err(WriteError::Closed))
     }
 
     /// Consumes a token use and registers the agent, atomically.
@@ -411,12 +458,12 @@ impl WriterHandle {
         let (done, rx) = oneshot::channel();
         let _ = self
             .tx
-            .send(Job::Enroll {
+            .send(Job::Tx(TxJob::Enroll {
                 secret,
                 agent,
                 now_ms,
                 done,
-            })
+            }))
             .await;
         rx.await.unwrap_or(Err(WriteError::Closed))
     }
@@ -485,21 +532,30 @@ fn run(
         ..Default::default()
     };
     while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+        let mut jobs = Vec::new();
+        let mut checkpoints = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Tx(job) => jobs.push(job),
+                Job::Checkpoint(done) => checkpoints.push(done),
+            }
+            if jobs.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
         let gates: Vec<Option<StreamGate>> = jobs
             .iter()
             .map(|job| match job {
-                Job::Report { gate, .. } => Some(gate.clone()),
+                TxJob::Report { gate, .. } => Some(gate.clone()),
                 _ => None,
             })
             .collect();
-        let outcomes = commit_batch(&mut conn, &mut series, jobs);
+        let outcomes = if jobs.is_empty() {
+            Vec::new()
+        } else {
+            commit_batch(&mut conn, &mut series, jobs)
+        };
         // Before the next batch: later reports of a failed stream must see it.
         for (outcome, gate) in outcomes.into_iter().zip(gates) {
             if let Some(gate) = gate
@@ -509,6 +565,13 @@ fn run(
             }
             outcome.send(committed.as_ref());
         }
+        // After the batch's commit: a checkpoint cannot run inside it.
+        if !checkpoints.is_empty() {
+            let r = checkpoint_passive(&conn).map_err(|e| classify(&e));
+            for done in checkpoints {
+                let _ = done.send(r.clone());
+            }
+        }
     }
     tracing::debug!("storage writer drained and stopped");
 }
@@ -516,7 +579,7 @@ fn run(
 /// Applies every job in one transaction, each inside its own savepoint so a
 /// job with unstorable content fails alone. A storage-level failure (disk
 /// full, I/O) fails the whole batch as retryable.
-fn commit_batch(conn: &mut Connection, series: &mut SeriesCache, jobs: Vec<Job>) -> Vec<Outcome> {
+fn commit_batch(conn: &mut Connection, series: &mut SeriesCache, jobs: Vec<TxJob>) -> Vec<Outcome> {
     let count = jobs.len();
     let tx = match conn.transaction() {
         Ok(tx) => tx,
@@ -535,7 +598,7 @@ fn commit_batch(conn: &mut Connection, series: &mut SeriesCache, jobs: Vec<Job>)
             outcomes.push(unapplied(job, err.clone()));
             continue;
         }
-        if let Job::Report { gate, .. } = &job
+        if let TxJob::Report { gate, .. } = &job
             && gate.is_closed()
         {
             // Not fatal: only this stream's later reports are refused.
@@ -593,19 +656,19 @@ fn outcome_fatal(outcome: &Outcome) -> Option<WriteError> {
     matches!(err, WriteError::Unavailable(_)).then(|| err.clone())
 }
 
-fn unapplied(job: Job, err: WriteError) -> Outcome {
+fn unapplied(job: TxJob, err: WriteError) -> Outcome {
     match job {
-        Job::Report { done, .. } => Outcome::Report(done, Err(err), None),
-        Job::Incidents { done, .. } => Outcome::Incidents(done, Err(err)),
-        Job::Task { done, .. } => Outcome::Task(done, Err(err)),
-        Job::Hello { done, .. } => Outcome::Hello(done, Err(err)),
-        Job::Enroll { done, .. } => Outcome::Enroll(done, Err(err)),
+        TxJob::Report { done, .. } => Outcome::Report(done, Err(err), None),
+        TxJob::Incidents { done, .. } => Outcome::Incidents(done, Err(err)),
+        TxJob::Task { done, .. } => Outcome::Task(done, Err(err)),
+        TxJob::Hello { done, .. } => Outcome::Hello(done, Err(err)),
+        TxJob::Enroll { done, .. } => Outcome::Enroll(done, Err(err)),
     }
 }
 
-fn apply(conn: &Connection, series: &mut SeriesCache, job: Job) -> Outcome {
+fn apply(conn: &Connection, series: &mut SeriesCache, job: TxJob) -> Outcome {
     match job {
-        Job::Report {
+        TxJob::Report {
             agent_id,
             report,
             bytes,
@@ -625,7 +688,7 @@ fn apply(conn: &Connection, series: &mut SeriesCache, job: Job) -> Outcome {
             };
             Outcome::Report(done, r.map(|(s, _)| s).map_err(|e| classify(&e)), committed)
         }
-        Job::Hello {
+        TxJob::Hello {
             agent_id,
             hello,
             at_ms,
@@ -634,7 +697,7 @@ fn apply(conn: &Connection, series: &mut SeriesCache, job: Job) -> Outcome {
             let r = store_hello(conn, agent_id, &hello, at_ms);
             Outcome::Hello(done, r.map_err(|e| classify(&e)))
         }
-        Job::Incidents {
+        TxJob::Incidents {
             updates,
             reopen_window_ms,
             done,
@@ -645,14 +708,14 @@ fn apply(conn: &Connection, series: &mut SeriesCache, job: Job) -> Outcome {
                 .collect();
             Outcome::Incidents(done, r.map_err(|e| classify(&e)))
         }
-        Job::Task { work, done } => {
+        TxJob::Task { work, done } => {
             let r = work(conn).map_err(|e| match e {
                 TaskError::Sqlite(e) => classify(&e),
                 TaskError::Refused(reason) => WriteError::Rejected(reason),
             });
             Outcome::Task(done, r)
         }
-        Job::Enroll {
+        TxJob::Enroll {
             secret,
             agent,
             now_ms,
@@ -1033,6 +1096,59 @@ mod tests {
         };
         assert!(handle.enroll(t.secret, new, 1).await.unwrap().is_ok());
         agent
+    }
+
+    async fn store(handle: &WriterHandle, agent: Uuid, seqs: std::ops::RangeInclusive<u64>) {
+        for seq in seqs {
+            handle
+                .store_report(agent, distinct_names(seq, 200), 10, 5)
+                .await
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_the_writer_finishes_lets_the_wal_start_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (handle, writer) = Writer::spawn(&path, None).unwrap();
+        let agent = enrolled_agent(&handle, &path).await;
+        let other = super::super::open(&path).unwrap();
+
+        // What the collector's checkpointer meets under steady ingest: pages
+        // committed after the point its checkpoint could copy to. Here a
+        // reader's snapshot stands for "during the checkpoint".
+        store(&handle, agent, 1..=20).await;
+        let reader = super::super::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+            .unwrap();
+        store(&handle, agent, 21..=40).await;
+        let behind = checkpoint_passive(&other).unwrap();
+        assert!(behind.checkpointed_pages < behind.wal_pages, "{behind:?}");
+        reader.execute_batch("COMMIT").unwrap();
+        // Not wholly copied, so the WAL does not start over: the file grows.
+        let wal_file = path.with_extension("db-wal");
+        let wal_bytes = || std::fs::metadata(&wal_file).unwrap().len();
+        let before = wal_bytes();
+        store(&handle, agent, 41..=60).await;
+        assert!(wal_bytes() > before, "the WAL started over by itself");
+
+        // The writer copies what is left; its next commit starts over.
+        let finished = handle.finish_checkpoint().await.unwrap();
+        assert_eq!(finished.checkpointed_pages, finished.wal_pages);
+        assert!(finished.wal_pages > behind.wal_pages, "{finished:?}");
+        store(&handle, agent, 61..=61).await;
+        let restarted = checkpoint_passive(&other).unwrap();
+        assert!(
+            restarted.wal_pages < finished.wal_pages / 10,
+            "the WAL did not start over: {finished:?} then {restarted:?}"
+        );
+        drop(handle);
+        writer.join();
     }
 
     #[tokio::test]
