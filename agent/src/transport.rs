@@ -1,7 +1,7 @@
 //! The agent's side of the Ingest stream: connects with its client
-//! certificate, sends Hello then every spooled report in order, and applies
-//! the collector's acks (deleting acked reports), policies and run-now
-//! requests.
+//! certificate, sends Hello then every spooled report in order (a large one
+//! alone by `Submit`), and applies the collector's acks (deleting acked
+//! reports), policies and run-now requests.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,8 +12,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use xunjian_proto::{
-    AgentMessage, Hello, Policy, Report, agent_message, collector_message,
-    ingest_client::IngestClient,
+    Ack, AgentMessage, Hello, INLINE_REPORT_MAX_BYTES, Policy, Report, agent_message,
+    collector_message, ingest_client::IngestClient,
 };
 
 use crate::config::parse_collector_url;
@@ -119,9 +119,11 @@ pub async fn stream_once(
         })
         .await
         .map_err(|_| StreamError::Closed)?;
-    let response = IngestClient::new(channel)
+    let client = IngestClient::new(channel)
         .max_decoding_message_size(MAX_DECODE)
-        .max_encoding_message_size(MAX_ENCODE)
+        .max_encoding_message_size(MAX_ENCODE);
+    let response = client
+        .clone()
         .stream(ReceiverStream::new(out_rx))
         .await
         .map_err(refused)?;
@@ -129,10 +131,14 @@ pub async fn stream_once(
     let mut inbound = response.into_inner();
     let mut sent = current_acked(link)?;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
+    // A large report being delivered by `Submit`; nothing else is sent
+    // until it is acknowledged, so the collector stores reports in order.
+    let mut submitting: Option<Submission> = None;
+    let mut submit_supported = true;
     loop {
         let acked = *link.acked.borrow();
         // Keep up to WINDOW reports in flight, oldest first.
-        if sent.saturating_sub(acked) < WINDOW {
+        if submitting.is_none() && sent.saturating_sub(acked) < WINDOW {
             let room = (WINDOW - sent.saturating_sub(acked)) as usize;
             let batch = read_after(link, sent, room).await?;
             for (seq, bytes) in batch {
@@ -144,6 +150,14 @@ pub async fn stream_once(
                     sent = seq;
                     continue;
                 };
+                if submit_supported && bytes.len() > INLINE_REPORT_MAX_BYTES {
+                    // Alone, after everything before it is acknowledged.
+                    if sent == acked {
+                        submitting = Some(Submission::start(&client, seq, report));
+                        sent = seq;
+                    }
+                    break;
+                }
                 if out_tx
                     .send(AgentMessage {
                         kind: Some(agent_message::Kind::Report(report)),
@@ -171,9 +185,30 @@ pub async fn stream_once(
                 None => stop.cancelled().await,
             }
         };
+        let submitted = async {
+            match submitting.as_mut() {
+                Some(s) => (&mut s.call).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = wake => {}
             _ = link.new_data.notified() => {}
+            outcome = submitted => {
+                let Some(Submission { sequence, .. }) = submitting.take() else {
+                    continue;
+                };
+                match outcome {
+                    Ok(Ok(ack)) => apply_ack(link, ack.into_inner().sequence.min(sequence)).await?,
+                    Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+                        tracing::info!("the collector predates Submit; sending large reports on the stream");
+                        submit_supported = false;
+                        sent = sequence - 1;
+                    }
+                    Ok(Err(status)) => return Err(refused(status)),
+                    Err(_) => return Err(StreamError::Closed),
+                }
+            }
             message = inbound.message() => match message {
                 Ok(Some(m)) => handle(link, m).await?,
                 Ok(None) => return Err(StreamError::Closed),
@@ -185,14 +220,7 @@ pub async fn stream_once(
 
 async fn handle(link: &Link, message: xunjian_proto::CollectorMessage) -> Result<(), StreamError> {
     match message.kind {
-        Some(collector_message::Kind::Ack(ack)) => {
-            let spool = link.spool.clone();
-            let seq = ack.sequence;
-            tokio::task::spawn_blocking(move || lock(&spool).ack(seq))
-                .await
-                .map_err(|_| StreamError::Closed)??;
-            publish_acked(link, seq);
-        }
+        Some(collector_message::Kind::Ack(ack)) => apply_ack(link, ack.sequence).await?,
         Some(collector_message::Kind::Policy(p)) => {
             tracing::debug!(metrics_interval_s = p.metrics_interval_s, "policy received");
             link.policy.send_replace(Some(p));
@@ -220,6 +248,39 @@ async fn handle(link: &Link, message: xunjian_proto::CollectorMessage) -> Result
         }
         None => tracing::debug!("ignoring an empty or unknown message from the collector"),
     }
+    Ok(())
+}
+
+/// A report on its way by `Ingest.Submit`.
+struct Submission {
+    sequence: u64,
+    call: tokio::task::JoinHandle<Result<tonic::Response<Ack>, tonic::Status>>,
+}
+
+impl Submission {
+    fn start(client: &IngestClient<Channel>, sequence: u64, report: Report) -> Self {
+        let mut client = client.clone();
+        tracing::debug!(sequence, "sending a large report by Submit");
+        let call = tokio::spawn(async move { client.submit(report).await });
+        Self { sequence, call }
+    }
+}
+
+impl Drop for Submission {
+    /// A stream that ends takes its submission with it: the report stays in
+    /// the spool and goes again on the next stream.
+    fn drop(&mut self) {
+        self.call.abort();
+    }
+}
+
+/// Deletes the acknowledged reports from the spool and publishes the ack.
+async fn apply_ack(link: &Link, seq: u64) -> Result<(), StreamError> {
+    let spool = link.spool.clone();
+    tokio::task::spawn_blocking(move || lock(&spool).ack(seq))
+        .await
+        .map_err(|_| StreamError::Closed)??;
+    publish_acked(link, seq);
     Ok(())
 }
 

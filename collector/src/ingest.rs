@@ -1,11 +1,13 @@
 //! The gRPC services: `Enrollment` (token + CSR → certificate) and `Ingest`
-//! (one bidirectional stream per agent: reports in, acks after commit out).
+//! (one bidirectional stream per agent: reports in, acks after commit out;
+//! `Submit` for one large report outside the stream).
 //!
 //! Identity comes from the verified TLS peer certificate only; payload fields
 //! can at most be checked against it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use uuid::Uuid;
 use xunjian_proto::{
-    AgentMessage, CollectorMessage, EnrollRequest, EnrollResponse, Policy, Report, Resume, RunNow,
+    Ack, AgentMessage, CollectorMessage, EnrollRequest, EnrollResponse, Policy, Report, Resume, RunNow,
     agent_message, collector_message, enrollment_server, ingest_server, section,
 };
 
@@ -59,6 +61,8 @@ pub struct Shared {
     pub policy: Policy,
     pub shutdown: CancellationToken,
     pub sessions: Sessions,
+    /// Reports stored through `Submit` (large ones), since start.
+    pub submitted: AtomicU64,
     read: Mutex<Connection>,
     revoked: RwLock<HashSet<Uuid>>,
     permits: Arc<Semaphore>,
@@ -93,6 +97,7 @@ impl Shared {
             policy,
             shutdown,
             sessions: Sessions::default(),
+            submitted: AtomicU64::new(0),
             read: Mutex::new(read),
             revoked: RwLock::new(revoked),
             permits: Arc::new(Semaphore::new(limits.max_agents)),
@@ -283,6 +288,33 @@ impl ingest_server::Ingest for IngestService {
         tokio::spawn(session(shared, agent, inbound, tx, permit).instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+
+    /// One large report outside the stream (see the proto): the same checks
+    /// and storage as a stream's report, answered after commit.
+    async fn submit(&self, request: Request<Report>) -> Result<Response<Ack>, Status> {
+        let shared = &self.0;
+        let agent = shared.authenticate(&request)?;
+        let report = request.into_inner();
+        validate_report(agent, &report, 0)?;
+        let sequence = report.sequence;
+        let bytes = report.encoded_len();
+        let done = shared
+            .writer
+            .store_report(agent, report, bytes, shared.clock.now_ms())
+            .await;
+        match done.await.unwrap_or(Err(WriteError::Closed)) {
+            Ok(stored) => {
+                if !stored.duplicate {
+                    shared.submitted.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Response::new(Ack { sequence }))
+            }
+            Err(e) => {
+                tracing::warn!(agent = %agent, sequence, error = %e, "submitted report not stored");
+                Err(write_status(&e))
+            }
+        }
+    }
 }
 
 /// What the acker does next, in stream order.
@@ -431,7 +463,7 @@ async fn ack_in_order(
         let msg = match item {
             Pending::Commit(seq, done) => match done.await.unwrap_or(Err(WriteError::Closed)) {
                 Ok(_) => Ok(CollectorMessage {
-                    kind: Some(collector_message::Kind::Ack(xunjian_proto::Ack {
+                    kind: Some(collector_message::Kind::Ack(Ack {
                         sequence: seq,
                     })),
                 }),

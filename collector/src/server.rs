@@ -324,6 +324,13 @@ impl Collector {
         &self.shared.sessions
     }
 
+    /// Reports stored through `Ingest.Submit` since start.
+    pub fn submitted_reports(&self) -> u64 {
+        self.shared
+            .submitted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Waits until the shutdown token is cancelled, then stops in order: no
     /// new connections, streams told to go away, writer drained.
     pub async fn wait(self) -> Result<(), ServeError> {

@@ -11,6 +11,11 @@ pub mod codec;
 
 pub use v1::*;
 
+/// Reports whose encoding is larger than this go by `Ingest.Submit`, not on
+/// the stream: see the proto. 16 KiB holds a routine report (about 100
+/// samples and 10 check results is 6 KiB) with room to spare.
+pub const INLINE_REPORT_MAX_BYTES: usize = 16 * 1024;
+
 /// Prefix of the URI SAN that carries an agent's identity in its client
 /// certificate: `xunjian://agent/<uuid>`.
 pub const AGENT_URI_PREFIX: &str = "xunjian://agent/";

@@ -28,9 +28,10 @@ use xunjian_agent::transport;
 use xunjian_collector::config::CollectorConfig;
 use xunjian_collector::pki::{Pki, PkiError};
 use xunjian_collector::store::{self, NewAgent, StoreError, TokenRefusal};
+use prost::Message as _;
 use xunjian_proto::{
     AgentMessage, BlockDevice, CheckResult, CheckStatus, CollectorMessage, Filesystem, Hardware,
-    Hello, Inventory, Label, Metric, MetricBatch, NetworkInterface, Package, Report, Section,
+    Hello, INLINE_REPORT_MAX_BYTES, Inventory, Label, Metric, MetricBatch, NetworkInterface, Package, Report, Section,
     SpoolStatus, agent_message, collector_message, ingest_client::IngestClient, section,
 };
 
@@ -1327,7 +1328,24 @@ impl SimAgent {
         let report = self.report(vec![Section {
             kind: Some(section::Kind::Inventory(inventory)),
         }]);
-        self.send_report(&tx, &mut in_flight, report, true).await?;
+        if report.encoded_len() > INLINE_REPORT_MAX_BYTES {
+            // As the agent does: alone, by Submit, before anything else.
+            let sent = InFlight {
+                sequence: report.sequence,
+                sent_at: Instant::now(),
+                samples: 0,
+                checks: 0,
+                inventory: true,
+            };
+            shared.reports_sent.fetch_add(1, Ordering::Relaxed);
+            client
+                .submit(report)
+                .await
+                .map_err(|s| Failure::status("submit", &s))?;
+            shared.acked(&sent, Instant::now());
+        } else {
+            self.send_report(&tx, &mut in_flight, report, true).await?;
+        }
 
         let first_due = tokio::time::Instant::now() + self.phase;
         let mut ticker = tokio::time::interval_at(first_due, shared.config.interval);

@@ -863,3 +863,153 @@ async fn an_agent_whose_spool_was_wiped_continues_after_the_collectors_sequence(
     agent.stop().await;
     collector.stop().await;
 }
+
+/// A report carrying an inventory of `packages` packages: with 3,000 it is
+/// far above `INLINE_REPORT_MAX_BYTES`, like a real desktop's.
+fn inventory_report(seq: u64, packages: usize) -> Report {
+    use xunjian_proto::{Inventory, Package, Section, section};
+    Report {
+        sequence: seq,
+        collected_at_unix_ms: SystemClock.now_ms(),
+        sections: vec![Section {
+            kind: Some(section::Kind::Inventory(Inventory {
+                hostname: "big-host".into(),
+                os_name: "Debian GNU/Linux".into(),
+                packages: (0..packages)
+                    .map(|i| Package {
+                        name: format!("package-{i:04}"),
+                        version: format!("1.{i}.0-1"),
+                        arch: "amd64".into(),
+                        source: "dpkg".into(),
+                    })
+                    .collect(),
+                ..Default::default()
+            })),
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn submit_stores_a_large_report_alone_acks_a_replay_once_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let url = collector.url();
+    let creds = enroll_agent(&data, &url, &dir.path().join("agent")).await;
+    let channel = transport::connect(&creds, &url, None)
+        .await
+        .expect("connects");
+    let mut client = IngestClient::new(channel);
+    let big = inventory_report(1, 3000);
+    assert!(big.encoded_len() > xunjian_proto::INLINE_REPORT_MAX_BYTES);
+
+    let ack = client.submit(big.clone()).await.expect("stored").into_inner();
+    assert_eq!(ack.sequence, 1);
+    let replay = client.submit(big).await.expect("replay acked").into_inner();
+    assert_eq!(replay.sequence, 1);
+    let conn = db(&data);
+    assert_eq!(stored_sequences(&conn, creds.agent_id), vec![1]);
+    let packages = count(
+        &conn,
+        &format!(
+            "SELECT json_array_length(body, '$.packages') FROM inventory_snapshots WHERE agent_id = '{}'",
+            creds.agent_id
+        ),
+    );
+    assert_eq!(packages, 3000);
+    assert_eq!(collector.collector().submitted_reports(), 1, "the replay is not stored again");
+
+    // Refused with the stream's errors, and nothing stored.
+    let status = client.submit(inventory_report(0, 1)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let mut foreign = inventory_report(2, 1);
+    foreign.claimed_agent_id = Uuid::new_v4().to_string();
+    let status = client.submit(foreign).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    let ca = std::fs::read_to_string(data.join("pki/ca.crt")).unwrap();
+    let anonymous = Endpoint::from_shared(url.clone())
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&ca))
+                .domain_name("127.0.0.1"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = IngestClient::new(anonymous)
+        .submit(inventory_report(2, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert_eq!(stored_sequences(&conn, creds.agent_id), vec![1]);
+
+    // The stream carries on after it.
+    let got = raw_stream(
+        &url,
+        &creds,
+        vec![hello_message(""), report_msg(2, "")],
+    )
+    .await
+    .expect("the stream is accepted");
+    assert!(got.iter().any(|m| matches!(
+        m.kind,
+        Some(xunjian_proto::collector_message::Kind::Ack(xunjian_proto::Ack { sequence: 2 }))
+    )));
+    assert_eq!(stored_sequences(&conn, creds.agent_id), vec![1, 2]);
+    collector.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_sends_a_large_report_by_submit_between_stream_reports_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let url = collector.url();
+    let agent_dir = dir.path().join("agent");
+    let creds = enroll_agent(&data, &url, &agent_dir).await;
+    let config = agent_config(&agent_dir, &url, HOUR);
+    // Spooled while offline: small, large, small; the agent adds its own
+    // (small: only the system area) at start.
+    {
+        let (mut spool, _) =
+            xunjian_agent::spool::Spool::open(&agent_dir.join("spool"), config.spool.max_bytes)
+                .unwrap();
+        for packages in [1, 3000, 1] {
+            spool
+                .append(|seq| inventory_report(seq, packages).encode_to_vec())
+                .unwrap();
+        }
+    }
+    let agent = TestAgent::start(&config).await;
+    agent.wait_acked(4).await;
+    let conn = db(&data);
+    assert_eq!(stored_sequences(&conn, creds.agent_id), vec![1, 2, 3, 4]);
+    let mut stmt = conn
+        .prepare("SELECT bytes, received_at FROM reports WHERE agent_id = ?1 ORDER BY sequence")
+        .unwrap();
+    let rows: Vec<(i64, i64)> = stmt
+        .query_map([creds.agent_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        rows.windows(2).all(|w| w[0].1 <= w[1].1),
+        "stored out of order: {rows:?}"
+    );
+    let large = rows
+        .iter()
+        .filter(|(bytes, _)| *bytes as usize > xunjian_proto::INLINE_REPORT_MAX_BYTES)
+        .count();
+    assert_eq!(large, 1, "{rows:?}");
+    assert_eq!(
+        collector.collector().submitted_reports(),
+        1,
+        "the large report went by Submit, the others on the stream"
+    );
+    assert_eq!(agent.handle.spool_status().pending_reports, 0);
+    agent.stop().await;
+    collector.stop().await;
+}
