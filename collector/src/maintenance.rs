@@ -161,6 +161,9 @@ pub fn roll_up_samples(conn: &Connection) -> Result<Step, TaskError> {
             avg = (avg * count + excluded.avg * excluded.count) / (count + excluded.count),
             count = count + excluded.count",
     )?;
+    // In key order, so consecutive upserts land on the same b-tree pages.
+    let mut hours: Vec<((i64, i64), Agg)> = hours.into_iter().collect();
+    hours.sort_unstable_by_key(|(key, _)| *key);
     for ((series, hour), a) in &hours {
         upsert.execute(params![
             series,

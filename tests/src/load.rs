@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
+use prost::Message as _;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
@@ -28,11 +29,11 @@ use xunjian_agent::transport;
 use xunjian_collector::config::CollectorConfig;
 use xunjian_collector::pki::{Pki, PkiError};
 use xunjian_collector::store::{self, NewAgent, StoreError, TokenRefusal};
-use prost::Message as _;
 use xunjian_proto::{
     AgentMessage, BlockDevice, CheckResult, CheckStatus, CollectorMessage, Filesystem, Hardware,
-    Hello, INLINE_REPORT_MAX_BYTES, Inventory, Label, Metric, MetricBatch, NetworkInterface, Package, Report, Section,
-    SpoolStatus, agent_message, collector_message, ingest_client::IngestClient, section,
+    Hello, INLINE_REPORT_MAX_BYTES, Inventory, Label, Metric, MetricBatch, NetworkInterface,
+    Package, Report, Section, SpoolStatus, agent_message, collector_message,
+    ingest_client::IngestClient, section,
 };
 
 /// Why a load run could not be set up.
@@ -565,8 +566,11 @@ pub fn host_checks(count: usize) -> Vec<CheckResult> {
         .collect()
 }
 
-/// Installed packages in a simulated inventory.
-const PACKAGES: usize = 200;
+/// Installed packages in a simulated inventory: about what this machine's
+/// Debian image has (773 `dpkg -l` entries), a modest server. The inventory
+/// then encodes to about 40 KB, above `INLINE_REPORT_MAX_BYTES`, so it goes
+/// by `Submit` as a real agent's does.
+const PACKAGES: usize = 800;
 
 fn host_packages() -> Vec<Package> {
     (0..PACKAGES)
@@ -1591,6 +1595,36 @@ pub fn sqlite_ceiling(
     Ok(runs)
 }
 
+/// Registers `agents` simulated agents straight in the database (no
+/// certificates: for benchmarks that bypass TLS).
+fn insert_agents(tx: &rusqlite::Transaction, agents: usize) -> Result<Vec<Uuid>, LoadError> {
+    let mut agent_insert = tx
+        .prepare(
+            "INSERT INTO agents (agent_id, hostname, enrolled_at, enrolled_with_token, cert_serial, cert_sha256)
+             VALUES (?1, ?2, 0, 'bench', '', '')",
+        )
+        .map_err(sqlite("preparing the agents insert"))?;
+    (0..agents)
+        .map(|_| {
+            let agent_id = Uuid::new_v4();
+            agent_insert
+                .execute(params![agent_id.to_string(), sim_hostname(agent_id)])
+                .map_err(sqlite("inserting an agent"))?;
+            Ok(agent_id)
+        })
+        .collect()
+}
+
+/// Creates a collector database at `path` with `agents` simulated agents
+/// registered; returns their ids.
+pub fn insert_sim_agents(path: &Path, agents: usize) -> Result<Vec<Uuid>, LoadError> {
+    let mut conn = store::open(path)?;
+    let tx = conn.transaction().map_err(sqlite("starting setup"))?;
+    let ids = insert_agents(&tx, agents)?;
+    tx.commit().map_err(sqlite("committing setup"))?;
+    Ok(ids)
+}
+
 /// Creates the agents and their series; returns the series ids, agent by
 /// agent, in template order.
 fn ceiling_setup(
@@ -1602,21 +1636,12 @@ fn ceiling_setup(
     let tx = conn.transaction().map_err(sqlite("starting setup"))?;
     let mut ids = Vec::with_capacity(agents * series.len());
     {
-        let mut agent_insert = tx
-            .prepare(
-                "INSERT INTO agents (agent_id, hostname, enrolled_at, enrolled_with_token, cert_serial, cert_sha256)
-                 VALUES (?1, ?2, 0, 'ceiling', '', '')",
-            )
-            .map_err(sqlite("preparing the agents insert"))?;
+        let agent_ids = insert_agents(&tx, agents)?;
         let mut series_insert = tx
             .prepare("INSERT INTO series (agent_id, name, labels) VALUES (?1, ?2, ?3)")
             .map_err(sqlite("preparing the series insert"))?;
-        for _ in 0..agents {
-            let agent_id = Uuid::new_v4();
+        for agent_id in agent_ids {
             let agent = agent_id.to_string();
-            agent_insert
-                .execute(params![agent, sim_hostname(agent_id)])
-                .map_err(sqlite("inserting an agent"))?;
             for (s, l) in series.iter().zip(labels) {
                 series_insert
                     .execute(params![agent, s.metric.name, l])

@@ -904,7 +904,11 @@ async fn submit_stores_a_large_report_alone_acks_a_replay_once_and_refuses_bad_o
     let big = inventory_report(1, 3000);
     assert!(big.encoded_len() > xunjian_proto::INLINE_REPORT_MAX_BYTES);
 
-    let ack = client.submit(big.clone()).await.expect("stored").into_inner();
+    let ack = client
+        .submit(big.clone())
+        .await
+        .expect("stored")
+        .into_inner();
     assert_eq!(ack.sequence, 1);
     let replay = client.submit(big).await.expect("replay acked").into_inner();
     assert_eq!(replay.sequence, 1);
@@ -918,7 +922,11 @@ async fn submit_stores_a_large_report_alone_acks_a_replay_once_and_refuses_bad_o
         ),
     );
     assert_eq!(packages, 3000);
-    assert_eq!(collector.collector().submitted_reports(), 1, "the replay is not stored again");
+    assert_eq!(
+        collector.collector().submitted_reports(),
+        1,
+        "the replay is not stored again"
+    );
 
     // Refused with the stream's errors, and nothing stored.
     let status = client.submit(inventory_report(0, 1)).await.unwrap_err();
@@ -947,16 +955,14 @@ async fn submit_stores_a_large_report_alone_acks_a_replay_once_and_refuses_bad_o
     assert_eq!(stored_sequences(&conn, creds.agent_id), vec![1]);
 
     // The stream carries on after it.
-    let got = raw_stream(
-        &url,
-        &creds,
-        vec![hello_message(""), report_msg(2, "")],
-    )
-    .await
-    .expect("the stream is accepted");
+    let got = raw_stream(&url, &creds, vec![hello_message(""), report_msg(2, "")])
+        .await
+        .expect("the stream is accepted");
     assert!(got.iter().any(|m| matches!(
         m.kind,
-        Some(xunjian_proto::collector_message::Kind::Ack(xunjian_proto::Ack { sequence: 2 }))
+        Some(xunjian_proto::collector_message::Kind::Ack(
+            xunjian_proto::Ack { sequence: 2 }
+        ))
     )));
     assert_eq!(stored_sequences(&conn, creds.agent_id), vec![1, 2]);
     collector.stop().await;
@@ -1012,4 +1018,101 @@ async fn an_agent_sends_a_large_report_by_submit_between_stream_reports_in_order
     assert_eq!(agent.handle.spool_status().pending_reports, 0);
     agent.stop().await;
     collector.stop().await;
+}
+
+/// A collector from before `Submit`: streams as the real one does (Resume,
+/// an ack per report) and answers `Submit` with UNIMPLEMENTED, as tonic
+/// does for a method the server does not have. An older build cannot run
+/// here, so this stands in for it.
+struct PreSubmitCollector {
+    streamed: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+#[tonic::async_trait]
+impl xunjian_proto::ingest_server::Ingest for PreSubmitCollector {
+    type StreamStream = ReceiverStream<Result<CollectorMessage, tonic::Status>>;
+
+    async fn stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<AgentMessage>>,
+    ) -> Result<tonic::Response<Self::StreamStream>, tonic::Status> {
+        use xunjian_proto::collector_message::Kind;
+        let mut inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let streamed = self.streamed.clone();
+        tokio::spawn(async move {
+            let reply = |kind| Ok(CollectorMessage { kind: Some(kind) });
+            let _ = tx
+                .send(reply(Kind::Resume(xunjian_proto::Resume {
+                    last_stored_sequence: 0,
+                })))
+                .await;
+            while let Ok(Some(m)) = inbound.message().await {
+                if let Some(agent_message::Kind::Report(r)) = m.kind {
+                    streamed.lock().unwrap().push(r.sequence);
+                    let ack = xunjian_proto::Ack {
+                        sequence: r.sequence,
+                    };
+                    let _ = tx.send(reply(Kind::Ack(ack))).await;
+                }
+            }
+        });
+        Ok(tonic::Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn submit(
+        &self,
+        _: tonic::Request<Report>,
+    ) -> Result<tonic::Response<xunjian_proto::Ack>, tonic::Status> {
+        Err(tonic::Status::unimplemented("Method not found"))
+    }
+}
+
+#[tokio::test]
+async fn against_a_collector_without_submit_large_reports_go_on_the_stream_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    // A real collector creates the PKI and enrolls the agent, then leaves.
+    let collector = TestCollector::start(&data).await;
+    let agent_dir = dir.path().join("agent");
+    enroll_agent(&data, &collector.url(), &agent_dir).await;
+    collector.stop().await;
+
+    let pki = xunjian_collector::pki::Pki::load_or_create(&data.join("pki")).unwrap();
+    let (chain, key) = pki.server_identity(&["127.0.0.1".into()]).unwrap();
+    let streamed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let service = xunjian_proto::ingest_server::IngestServer::new(PreSubmitCollector {
+        streamed: streamed.clone(),
+    });
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(Identity::from_pem(chain, key))
+                    .client_ca_root(Certificate::from_pem(pki.ca_pem())),
+            )
+            .unwrap()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+
+    let config = agent_config(&agent_dir, &url, HOUR);
+    {
+        let (mut spool, _) =
+            xunjian_agent::spool::Spool::open(&agent_dir.join("spool"), config.spool.max_bytes)
+                .unwrap();
+        for packages in [1, 3000, 1] {
+            spool
+                .append(|seq| inventory_report(seq, packages).encode_to_vec())
+                .unwrap();
+        }
+    }
+    let agent = TestAgent::start(&config).await;
+    agent.wait_acked(4).await;
+    assert_eq!(*streamed.lock().unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(agent.handle.spool_status().pending_reports, 0);
+    agent.stop().await;
+    server.abort();
 }

@@ -30,6 +30,14 @@ use super::queries::{NewAgent, TokenRefusal, enroll_agent};
 pub const QUEUE_CAPACITY: usize = 1024;
 /// The WAL file is cut back to this when it starts over.
 const WAL_FILE_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
+/// SQLite's page cache on the writer's connection, KiB (SQLite's default is
+/// 2 MiB). Every sample insert seeks the samples index and the series
+/// table: at 10,000 agents those are hundreds of MiB, and a seek that
+/// misses the cache reads the page from the file (the OS cache, usually).
+/// Measured with the `writer` benchmark at 10,000 agents: 5.99 µs per row
+/// at 2 MiB, 5.88 at 16 MiB, 5.65 at 64 MiB; 16 MiB keeps most of the
+/// collector's memory for its connections.
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Jobs in one transaction, at most.
 const MAX_BATCH: usize = 512;
 /// Series ids remembered between transactions (about 40 bytes each);
@@ -308,6 +316,8 @@ impl Writer {
         // which spares the file system from allocating and zeroing pages.
         conn.pragma_update(None, "journal_size_limit", WAL_FILE_LIMIT_BYTES)
             .map_err(super::sql("setting the WAL size limit"))?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .map_err(super::sql("sizing the page cache"))?;
         if let Some(max) = max_db_bytes {
             // The limit is a property of this connection, not of the file:
             // it must be set on the connection that writes.
