@@ -20,8 +20,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use uuid::Uuid;
 use xunjian_proto::{
-    Ack, AgentMessage, CollectorMessage, EnrollRequest, EnrollResponse, Policy, Report, Resume, RunNow,
-    agent_message, collector_message, enrollment_server, ingest_server, section,
+    Ack, AgentMessage, CollectorMessage, EnrollRequest, EnrollResponse, Policy, Report, Resume,
+    RunNow, agent_message, collector_message, enrollment_server, ingest_server, section,
 };
 
 use crate::clock::Clock;
@@ -463,9 +463,7 @@ async fn ack_in_order(
         let msg = match item {
             Pending::Commit(seq, done) => match done.await.unwrap_or(Err(WriteError::Closed)) {
                 Ok(_) => Ok(CollectorMessage {
-                    kind: Some(collector_message::Kind::Ack(Ack {
-                        sequence: seq,
-                    })),
+                    kind: Some(collector_message::Kind::Ack(Ack { sequence: seq })),
                 }),
                 Err(e) => {
                     tracing::warn!(sequence = seq, error = %e, "report not stored");
