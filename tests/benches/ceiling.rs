@@ -12,19 +12,10 @@
 
 use xunjian_tests::load::{self, CEILING_BATCHES};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
-    }
-}
-
 fn main() {
-    let agents = env_usize("XUNJIAN_CEILING_AGENTS", 1000);
-    let samples = env_usize("XUNJIAN_CEILING_SAMPLES", 100);
-    let rounds = env_usize("XUNJIAN_CEILING_ROUNDS", 3);
+    let agents = load::env_or("XUNJIAN_CEILING_AGENTS", 1000);
+    let samples = load::env_or("XUNJIAN_CEILING_SAMPLES", 100);
+    let rounds = load::env_or("XUNJIAN_CEILING_ROUNDS", 3);
     let base = std::env::var_os("XUNJIAN_CEILING_DIR").map_or_else(std::env::temp_dir, Into::into);
     let dir = tempfile::tempdir_in(&base).expect("a temporary directory");
     let rows = load::ceiling_rows(agents, samples, rounds);

@@ -47,15 +47,6 @@ struct Settings {
     collector_bin: Option<PathBuf>,
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid number")),
-        Err(_) => default,
-    }
-}
-
 fn env_duration(name: &str, default: Duration) -> Duration {
     match std::env::var(name) {
         Ok(v) => humantime::parse_duration(&v)
@@ -67,12 +58,12 @@ fn env_duration(name: &str, default: Duration) -> Duration {
 impl Settings {
     fn from_env() -> Self {
         Self {
-            agents: env_or("XUNJIAN_SCALE_AGENTS", 1000),
+            agents: load::env_or("XUNJIAN_SCALE_AGENTS", 1000),
             interval: env_duration("XUNJIAN_SCALE_INTERVAL", Duration::from_secs(10)),
             duration: env_duration("XUNJIAN_SCALE_DURATION", Duration::from_secs(60)),
-            samples: env_or("XUNJIAN_SCALE_SAMPLES", 100),
-            checks: env_or("XUNJIAN_SCALE_CHECKS", 10),
-            ramp_rate: env_or("XUNJIAN_SCALE_RAMP_RATE", 250),
+            samples: load::env_or("XUNJIAN_SCALE_SAMPLES", 100),
+            checks: load::env_or("XUNJIAN_SCALE_CHECKS", 10),
+            ramp_rate: load::env_or("XUNJIAN_SCALE_RAMP_RATE", 250),
             dir: std::env::var_os("XUNJIAN_SCALE_DIR").map_or_else(std::env::temp_dir, Into::into),
             collector_bin: std::env::var_os("XUNJIAN_SCALE_COLLECTOR_BIN").map(Into::into),
         }

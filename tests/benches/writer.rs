@@ -22,15 +22,6 @@ use xunjian_collector::store::{Stored, WriteError, Writer};
 use xunjian_proto::{CheckResults, Metric, MetricBatch, Report, Section, section};
 use xunjian_tests::load;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
-    }
-}
-
 // As in the `xunjian` binary: the allocator is part of the writer's cost.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -40,9 +31,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const OUTSTANDING: usize = 1024;
 
 fn main() {
-    let agents = env_usize("XUNJIAN_WRITER_AGENTS", 10_000);
-    let samples = env_usize("XUNJIAN_WRITER_SAMPLES", 100);
-    let rounds = env_usize("XUNJIAN_WRITER_ROUNDS", 4).max(2);
+    let agents = load::env_or("XUNJIAN_WRITER_AGENTS", 10_000);
+    let samples = load::env_or("XUNJIAN_WRITER_SAMPLES", 100);
+    let rounds = load::env_or("XUNJIAN_WRITER_ROUNDS", 4).max(2);
     let base = std::env::var_os("XUNJIAN_WRITER_DIR").map_or_else(std::env::temp_dir, Into::into);
     let dir = tempfile::tempdir_in(&base).expect("a temporary directory");
     let path = dir.path().join("writer.db");

@@ -1595,6 +1595,17 @@ pub fn sqlite_ceiling(
     Ok(runs)
 }
 
+/// A benchmark setting from the environment, or `default` when unset; a
+/// value that does not parse stops the run naming the variable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid number")),
+        Err(_) => default,
+    }
+}
+
 /// Registers `agents` simulated agents straight in the database (no
 /// certificates: for benchmarks that bypass TLS).
 fn insert_agents(tx: &rusqlite::Transaction, agents: usize) -> Result<Vec<Uuid>, LoadError> {

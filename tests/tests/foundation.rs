@@ -890,6 +890,19 @@ fn inventory_report(seq: u64, packages: usize) -> Report {
     }
 }
 
+/// Spools reports 1..=3 while the agent is offline: small, large (over
+/// `INLINE_REPORT_MAX_BYTES`), small.
+fn spool_small_large_small(agent_dir: &Path, config: &xunjian_agent::config::AgentConfig) {
+    let (mut spool, _) =
+        xunjian_agent::spool::Spool::open(&agent_dir.join("spool"), config.spool.max_bytes)
+            .unwrap();
+    for packages in [1, 3000, 1] {
+        spool
+            .append(|seq| inventory_report(seq, packages).encode_to_vec())
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn submit_stores_a_large_report_alone_acks_a_replay_once_and_refuses_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -979,16 +992,7 @@ async fn an_agent_sends_a_large_report_by_submit_between_stream_reports_in_order
     let config = agent_config(&agent_dir, &url, HOUR);
     // Spooled while offline: small, large, small; the agent adds its own
     // (small: only the system area) at start.
-    {
-        let (mut spool, _) =
-            xunjian_agent::spool::Spool::open(&agent_dir.join("spool"), config.spool.max_bytes)
-                .unwrap();
-        for packages in [1, 3000, 1] {
-            spool
-                .append(|seq| inventory_report(seq, packages).encode_to_vec())
-                .unwrap();
-        }
-    }
+    spool_small_large_small(&agent_dir, &config);
     let agent = TestAgent::start(&config).await;
     agent.wait_acked(4).await;
     let conn = db(&data);
@@ -1099,16 +1103,7 @@ async fn against_a_collector_without_submit_large_reports_go_on_the_stream_in_or
     );
 
     let config = agent_config(&agent_dir, &url, HOUR);
-    {
-        let (mut spool, _) =
-            xunjian_agent::spool::Spool::open(&agent_dir.join("spool"), config.spool.max_bytes)
-                .unwrap();
-        for packages in [1, 3000, 1] {
-            spool
-                .append(|seq| inventory_report(seq, packages).encode_to_vec())
-                .unwrap();
-        }
-    }
+    spool_small_large_small(&agent_dir, &config);
     let agent = TestAgent::start(&config).await;
     agent.wait_acked(4).await;
     assert_eq!(*streamed.lock().unwrap(), vec![1, 2, 3, 4]);
