@@ -317,7 +317,13 @@ fn main() {
         }
     };
     let stored_samples: i64 = rusqlite::Connection::open(data.join("xunjian.db"))
-        .and_then(|c| c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)))
+        .and_then(|c| {
+            c.query_row(
+                "SELECT coalesce(sum(samples), 0) FROM sample_blocks",
+                [],
+                |r| r.get(0),
+            )
+        })
         .unwrap_or(-1);
 
     println!("\n{summary}");

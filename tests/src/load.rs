@@ -1553,13 +1553,14 @@ pub fn ceiling_rows(agents: usize, samples: usize, rounds: usize) -> usize {
     (agents * samples * rounds).max(200_000)
 }
 
-/// The raw SQLite ceiling for sample rows: the fastest the collector's own
+/// The raw SQLite ceiling for samples: the fastest the collector's own
 /// schema and pragmas ([`store::open`]: WAL, synchronous=FULL, foreign
-/// keys) take the rows `agents` simulated hosts of `samples` series each
-/// send, in rounds (every agent's report, then the next round), with one
-/// prepared statement and one transaction per `batch_rows` rows. The agents
-/// and series exist beforehand (not timed), so this is the bound for the
-/// `samples` inserts alone, without the per-report work ingest also does.
+/// keys) take the samples `agents` simulated hosts of `samples` series each
+/// send, stored as the collector stores them (one block per report), in
+/// rounds (every agent's report, then the next round), with one prepared
+/// statement and one transaction per `batch_rows` samples. The agents and
+/// series exist beforehand (not timed), so this is the bound for the sample
+/// inserts alone, without the per-report work ingest also does.
 /// Each batch size gets a fresh database in `dir`, removed afterwards.
 pub fn sqlite_ceiling(
     dir: &Path,
@@ -1577,9 +1578,9 @@ pub fn sqlite_ceiling(
     for &batch_rows in batch_sizes {
         let path = dir.join(format!("ceiling-{batch_rows}.db"));
         let mut conn = store::open(&path)?;
-        let series_ids = ceiling_setup(&mut conn, agents, &series, &labels)?;
+        let fleet = ceiling_setup(&mut conn, agents, &series, &labels)?;
         let started = Instant::now();
-        ceiling_insert(&mut conn, &series_ids, rows, batch_rows.max(1))?;
+        ceiling_insert(&mut conn, &fleet, rows, batch_rows.max(1))?;
         runs.push(CeilingRun {
             batch_rows,
             rows,
@@ -1636,16 +1637,16 @@ pub fn insert_sim_agents(path: &Path, agents: usize) -> Result<Vec<Uuid>, LoadEr
     Ok(ids)
 }
 
-/// Creates the agents and their series; returns the series ids, agent by
-/// agent, in template order.
+/// Creates the agents and their series; returns each agent's id and its
+/// series ids in template order.
 fn ceiling_setup(
     conn: &mut rusqlite::Connection,
     agents: usize,
     series: &[SeriesSpec],
     labels: &[String],
-) -> Result<Vec<i64>, LoadError> {
+) -> Result<Vec<(String, Vec<i64>)>, LoadError> {
     let tx = conn.transaction().map_err(sqlite("starting setup"))?;
-    let mut ids = Vec::with_capacity(agents * series.len());
+    let mut out = Vec::with_capacity(agents);
     {
         let agent_ids = insert_agents(&tx, agents)?;
         let mut series_insert = tx
@@ -1653,49 +1654,50 @@ fn ceiling_setup(
             .map_err(sqlite("preparing the series insert"))?;
         for agent_id in agent_ids {
             let agent = agent_id.to_string();
+            let mut ids = Vec::with_capacity(series.len());
             for (s, l) in series.iter().zip(labels) {
                 series_insert
                     .execute(params![agent, s.metric.name, l])
                     .map_err(sqlite("inserting a series"))?;
                 ids.push(tx.last_insert_rowid());
             }
+            out.push((agent, ids));
         }
     }
     tx.commit().map_err(sqlite("committing setup"))?;
-    Ok(ids)
+    Ok(out)
 }
 
+/// Inserts `rows` samples as the collector stores them (a block per
+/// report: every agent's report, then the next round), `batch_rows` samples
+/// per transaction, one prepared statement.
 fn ceiling_insert(
     conn: &mut rusqlite::Connection,
-    series_ids: &[i64],
+    agents: &[(String, Vec<i64>)],
     rows: usize,
     batch_rows: usize,
 ) -> Result<(), LoadError> {
     let base_ms = now_unix_ms();
-    let per_round = series_ids.len().max(1);
+    let per_block = agents.first().map_or(1, |(_, s)| s.len().max(1));
+    let blocks = rows.div_ceil(per_block);
+    let per_tx = (batch_rows / per_block).max(1);
     let mut done = 0;
-    while done < rows {
-        let end = (done + batch_rows).min(rows);
+    let mut values = Vec::with_capacity(per_block);
+    while done < blocks {
+        let end = (done + per_tx).min(blocks);
         let tx = conn.transaction().map_err(sqlite("starting a batch"))?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO samples (series_id, at, value, sequence) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(sqlite("preparing the samples insert"))?;
-            for row in done..end {
-                let round = (row / per_round) as i64;
-                let series_id = series_ids[row % per_round];
-                let value = ((row * 7919) % 10_000) as f64 / 100.0;
-                insert
-                    .execute(params![
-                        series_id,
-                        base_ms + round * 10_000,
-                        value,
-                        round + 1
-                    ])
-                    .map_err(sqlite("inserting a sample"))?;
-            }
+        for block in done..end {
+            let round = (block / agents.len().max(1)) as i64;
+            let (agent, series) = &agents[block % agents.len().max(1)];
+            values.clear();
+            values.extend(
+                series
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &id)| (id, ((block * 7919 + i) % 10_000) as f64 / 100.0)),
+            );
+            store::samples::insert_block(&tx, agent, round + 1, base_ms + round * 10_000, &values)
+                .map_err(sqlite("inserting a block"))?;
         }
         tx.commit().map_err(sqlite("committing a batch"))?;
         done = end;
@@ -1802,7 +1804,7 @@ mod tests {
             summary.reports_acked
         );
         assert_eq!(
-            crate::count(&conn, "SELECT count(*) FROM samples") as u64,
+            crate::count(&conn, "SELECT sum(samples) FROM sample_blocks") as u64,
             metric_reports * 20
         );
         assert_eq!(summary.sample_rows_acked, metric_reports * 20);

@@ -92,13 +92,11 @@ async fn enrolled_agent_report_is_stored_under_its_certificate_identity_and_acke
     assert_eq!(hostname, sysinfo_hostname());
     assert!(!os.is_empty());
     assert_eq!(last_seq, 1);
-    let samples = count(
-        &conn,
-        &format!(
-            "SELECT count(*) FROM metric_samples WHERE agent_id = '{}' AND name = 'cpu.usage_pct' AND sequence = 1",
-            creds.agent_id
-        ),
-    );
+    let agent_id = creds.agent_id.to_string();
+    let samples = stored_samples(&conn)
+        .into_iter()
+        .filter(|s| s.agent_id == agent_id && s.name == "cpu.usage_pct" && s.sequence == 1)
+        .count();
     assert_eq!(samples, 1);
     // The host listing the CLI prints sees it with usage figures.
     let hosts = store::hosts(&conn).unwrap();
@@ -419,10 +417,11 @@ async fn sigkilled_collector_loses_no_acked_report_and_stores_none_twice() {
         }
     }
     // Every report's samples were stored once: one sample per series per report.
-    let doubled = count(
-        &conn,
-        "SELECT count(*) FROM (SELECT series_id, sequence FROM samples GROUP BY series_id, sequence HAVING count(*) > 1)",
-    );
+    let mut seen = std::collections::HashSet::new();
+    let doubled = stored_samples(&conn)
+        .into_iter()
+        .filter(|s| !seen.insert((s.series_id, s.sequence)))
+        .count();
     assert_eq!(doubled, 0);
 }
 
@@ -766,13 +765,15 @@ async fn run_now_from_the_collector_brings_one_report_with_every_area() {
     );
     assert_eq!(unexplained, 0);
     // The plugin's performance data became metrics.
-    let plugin_samples = count(
-        &conn,
-        &format!(
-            "SELECT count(*) FROM metric_samples WHERE agent_id = '{}' AND sequence = {seq} AND name LIKE 'custom.root_disk.%'",
-            creds.agent_id
-        ),
-    );
+    let agent_id = creds.agent_id.to_string();
+    let plugin_samples = stored_samples(&conn)
+        .into_iter()
+        .filter(|s| {
+            s.agent_id == agent_id
+                && s.sequence == seq as i64
+                && s.name.starts_with("custom.root_disk.")
+        })
+        .count() as i64;
     assert!(
         plugin_samples > 0,
         "check_disk perfdata did not become metrics"

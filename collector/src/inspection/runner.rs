@@ -622,11 +622,6 @@ impl Inspector {
                 "SELECT series_id, name, labels FROM series WHERE agent_id = ?1 AND name = ?2",
             )
             .map_err(sql("reading series"))?;
-        let mut sample = conn
-            .prepare_cached(
-                "SELECT value, at FROM samples WHERE series_id = ?1 AND at BETWEEN ?2 AND ?3 AND sequence = ?4 LIMIT 1",
-            )
-            .map_err(sql("reading samples"))?;
         for (metric, limit) in &self.config.thresholds {
             let found: Vec<(i64, String, String)> = series
                 .query_map(params![agent, metric], |r| {
@@ -641,19 +636,24 @@ impl Inspector {
                 if !item_selected(&request.checks, &id) && !item_selected(&request.checks, &name) {
                     continue;
                 }
-                let Some((value, at)) = sample
-                    .query_row(
-                        params![
-                            series_id,
-                            collected_at - 300_000,
-                            collected_at + 300_000,
-                            sequence
-                        ],
-                        |r| Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)?)),
-                    )
-                    .optional()
-                    .map_err(sql("reading samples"))?
-                else {
+                // The answer's own sample (its sequence), taken within five
+                // minutes of the answer.
+                let mut found = None;
+                crate::store::samples::visit_points(
+                    conn,
+                    series_id,
+                    collected_at - 300_000,
+                    collected_at + 300_001,
+                    false,
+                    |p| {
+                        if p.sequence == sequence {
+                            found = Some((p.value, p.at));
+                        }
+                        found.is_none()
+                    },
+                )
+                .map_err(sql("reading samples"))?;
+                let Some((value, at)) = found else {
                     continue;
                 };
                 let verdict = if !value.is_finite() {

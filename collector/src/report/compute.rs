@@ -89,7 +89,7 @@ use crate::report::model::{
     SeverityCount, SlaRow,
 };
 use crate::sla::{Severity, SlaClock, SlaPolicy, Target};
-use crate::store::StoreError;
+use crate::store::{StoreError, samples};
 
 /// Compliance data older than this at the end of the period says nothing
 /// about the host now: it counts as unknown (patches are counted every 6 h
@@ -1129,33 +1129,24 @@ fn pending_series(
                 .optional()
         })
         .map_err(db(what))?;
-    // Hours not rolled up yet, from the raw samples: (hour, min), oldest first.
-    let unrolled_from = last_rollup.map_or(i64::MIN, |(hour, _)| hour + HOUR_MS);
-    let unrolled: Vec<(i64, f64)> = conn
-        .prepare_cached(&format!(
-            "SELECT (at / {HOUR_MS}) * {HOUR_MS} AS h, MIN(value) FROM samples
-             WHERE series_id = ?1 AND at >= ?2 AND at < ?3 GROUP BY h ORDER BY h"
-        ))
-        .and_then(|mut s| {
-            s.query_map(params![series_id, unrolled_from, as_of], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect()
-        })
-        .map_err(db(what))?;
-    let (latest_hour, latest_value) = match (unrolled.last(), last_rollup) {
-        (Some((hour, _)), _) => {
-            let value: f64 = conn
-                .prepare_cached(
-                    "SELECT value FROM samples WHERE series_id = ?1 AND at >= ?2 AND at < ?3
-                     ORDER BY at DESC LIMIT 1",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![series_id, unrolled_from, as_of], |r| r.get(0))
-                })
-                .map_err(db(what))?;
-            (*hour, value)
+    // Hours not rolled up yet, from the raw samples: (hour, min), oldest
+    // first. With no rollup of this series at all, its samples are all in
+    // hours the rollups have not reached.
+    let rolled_before = crate::maintenance::rolled_up_before(conn).map_err(db(what))?;
+    let unrolled_from = last_rollup.map_or(rolled_before.unwrap_or(i64::MIN), |(hour, _)| {
+        hour + HOUR_MS
+    });
+    let points = samples::points(conn, series_id, unrolled_from, as_of).map_err(db(what))?;
+    let mut unrolled: Vec<(i64, f64)> = Vec::new();
+    for p in &points {
+        let hour = p.at.div_euclid(HOUR_MS) * HOUR_MS;
+        match unrolled.last_mut() {
+            Some((h, min)) if *h == hour => *min = min.min(p.value),
+            _ => unrolled.push((hour, p.value)),
         }
+    }
+    let (latest_hour, latest_value) = match (unrolled.last(), last_rollup) {
+        (Some((hour, _)), _) => (*hour, points.last().map_or(0.0, |p| p.value)),
         (None, Some((hour, max))) => (hour, max),
         (None, None) => return Ok(None),
     };
@@ -1180,10 +1171,7 @@ fn pending_series(
                 .prepare_cached("SELECT MIN(hour) FROM rollups_hourly WHERE series_id = ?1")
                 .and_then(|mut s| s.query_row([series_id], |r| r.get(0)))
                 .map_err(db(what))?;
-            let first_sample: Option<i64> = conn
-                .prepare_cached("SELECT MIN(at) FROM samples WHERE series_id = ?1")
-                .and_then(|mut s| s.query_row([series_id], |r| r.get(0)))
-                .map_err(db(what))?;
+            let first_sample = points.first().map(|p| p.at);
             first_rollup
                 .into_iter()
                 .chain(first_sample)

@@ -391,10 +391,14 @@ pub fn seed_month(conn: &mut Connection) -> Result<SeedInfo, StoreError> {
             continue;
         }
         for t in (last_rolled + HOUR_MS..now).step_by(5 * MINUTE_MS as usize) {
-            s.exec(
-                "INSERT INTO samples (series_id, at, value, sequence) VALUES (?1, ?2, ?3, ?4)",
-                params![id, t, value(t), t / (5 * MINUTE_MS)],
-            )?;
+            crate::store::samples::insert_block(
+                s.tx,
+                agent,
+                t / (5 * MINUTE_MS),
+                t,
+                &[(id, value(t))],
+            )
+            .map_err(err("seeding the report dataset"))?;
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod incident_actions;
 pub mod incidents;
 pub mod queries;
+pub mod samples;
 pub mod writer;
 
 use std::path::Path;
@@ -50,7 +51,7 @@ pub(crate) fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreEr
 
 /// Schema migrations, applied in order; `PRAGMA user_version` holds how many
 /// have run. Append only: never edit a released migration.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: foundation.
     r#"
     CREATE TABLE agents (
@@ -395,7 +396,61 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, period, lang, format)
     );
     "#,
+    // 9: samples as blocks (see `samples`); `after_migration` moves the old
+    // rows into them.
+    r#"
+    -- AUTOINCREMENT: block ids never go back, even when retention has
+    -- emptied the table, so maintenance can track them by watermark.
+    CREATE TABLE sample_blocks (
+        block_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        sequence INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE INDEX sample_blocks_by_agent ON sample_blocks (agent_id, at);
+    "#,
 ];
+
+/// Work a migration needs beyond its SQL, in the same transaction.
+fn after_migration(tx: &rusqlite::Transaction, version: usize) -> rusqlite::Result<()> {
+    if version != 9 {
+        return Ok(());
+    }
+    samples::convert_sample_rows(tx)?;
+    // Everything the old minute-ly rollups had not folded yet is folded
+    // now, so every converted block counts as rolled up; blocks arriving
+    // later for the hours up to the newest sample's are merged as late.
+    let watermark: i64 = tx
+        .query_row(
+            "SELECT coalesce((SELECT value FROM maintenance_state WHERE name = 'rollup.samples_rowid'), 0)",
+            [],
+            |r| r.get(0),
+        )?;
+    tx.execute(
+        "INSERT INTO rollups_hourly (series_id, hour, min, avg, max, count)
+         SELECT series_id, (at / 3600000) * 3600000, min(value), avg(value), max(value), count(*)
+         FROM samples WHERE rowid > ?1 GROUP BY 1, 2
+         ON CONFLICT (series_id, hour) DO UPDATE SET
+            min = min(min, excluded.min),
+            max = max(max, excluded.max),
+            avg = (avg * count + excluded.avg * excluded.count) / (count + excluded.count),
+            count = count + excluded.count",
+        [watermark],
+    )?;
+    tx.execute_batch(
+        "INSERT INTO maintenance_state (name, value)
+            SELECT 'rollup.hour_done', (max(at) / 3600000 + 1) * 3600000 FROM sample_blocks
+            HAVING count(*) > 0;
+         INSERT INTO maintenance_state (name, value)
+            SELECT 'rollup.late_through_block', max(block_id) FROM sample_blocks
+            HAVING count(*) > 0;
+         DELETE FROM maintenance_state WHERE name = 'rollup.samples_rowid';
+         DROP VIEW metric_samples;
+         DROP TABLE samples;",
+    )
+}
 
 /// Opens (creating if needed) the database read-write, applies pending
 /// migrations and the collector's pragmas: WAL, synchronous=FULL (an ack
@@ -486,6 +541,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         let tx = conn.transaction().map_err(sql("starting a migration"))?;
         tx.execute_batch(script)
             .map_err(sql("applying a migration"))?;
+        after_migration(&tx, i + 1).map_err(sql("applying a migration"))?;
         tx.pragma_update(None, "user_version", i as i64 + 1)
             .map_err(sql("recording the schema version"))?;
         tx.commit().map_err(sql("committing a migration"))?;

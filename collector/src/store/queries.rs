@@ -314,23 +314,13 @@ pub struct HostRow {
 }
 
 pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>, StoreError> {
-    let latest = |name: &str| {
-        format!(
-            "(SELECT m.value FROM series s JOIN samples m USING (series_id)
-              WHERE s.agent_id = a.agent_id AND s.name = '{name}' ORDER BY m.at DESC LIMIT 1)"
-        )
-    };
     let query = format!(
         "SELECT a.agent_id, a.hostname, trim(a.os_name || ' ' || a.os_version), a.kernel_version, a.arch,
                 a.agent_version, a.enrolled_at, a.last_seen_at, a.last_report_at, a.last_sequence,
-                a.clock_skew_ms, {cpu}, {mem},
-                (SELECT max(m.value) FROM series s JOIN samples m USING (series_id)
-                  WHERE s.agent_id = a.agent_id AND s.name = 'fs.used_pct' AND m.at >= a.last_report_at),
-                a.spool_pending_reports, a.spool_dropped_reports_total, a.revoked_at IS NOT NULL
+                a.clock_skew_ms, a.spool_pending_reports, a.spool_dropped_reports_total,
+                a.revoked_at IS NOT NULL
          FROM agents a WHERE a.agent_id != '{fleet}' ORDER BY a.hostname, a.agent_id",
         fleet = crate::inspection::runner::FLEET_AGENT_ID,
-        cpu = latest("cpu.usage_pct"),
-        mem = latest("memory.used_pct"),
     );
     let mut stmt = conn.prepare(&query).map_err(sql("listing hosts"))?;
     let rows = stmt
@@ -347,16 +337,38 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>, StoreError> {
                 last_report_at: r.get(8)?,
                 last_sequence: r.get(9)?,
                 clock_skew_ms: r.get(10)?,
-                cpu_usage_pct: r.get(11)?,
-                memory_used_pct: r.get(12)?,
-                disk_max_used_pct: r.get(13)?,
-                spool_pending_reports: r.get(14)?,
-                spool_dropped_reports_total: r.get(15)?,
-                revoked: r.get(16)?,
+                cpu_usage_pct: None,
+                memory_used_pct: None,
+                disk_max_used_pct: None,
+                spool_pending_reports: r.get(11)?,
+                spool_dropped_reports_total: r.get(12)?,
+                revoked: r.get(13)?,
             })
         })
         .map_err(sql("listing hosts"))?;
-    rows.collect::<Result<_, _>>().map_err(sql("listing hosts"))
+    let mut hosts: Vec<HostRow> = rows
+        .collect::<Result<_, _>>()
+        .map_err(sql("listing hosts"))?;
+    let latest = |agent: &str, name: &str, since: i64| {
+        super::samples::latest_by_name(conn, agent, name, since)
+            .map_err(sql("reading latest samples"))
+    };
+    for h in &mut hosts {
+        h.cpu_usage_pct = latest(&h.agent_id, "cpu.usage_pct", i64::MIN)?
+            .first()
+            .copied();
+        h.memory_used_pct = latest(&h.agent_id, "memory.used_pct", i64::MIN)?
+            .first()
+            .copied();
+        // Filesystems of the newest report only: a volume unmounted since
+        // does not count.
+        if let Some(last) = h.last_report_at {
+            h.disk_max_used_pct = latest(&h.agent_id, "fs.used_pct", last)?
+                .into_iter()
+                .reduce(f64::max);
+        }
+    }
+    Ok(hosts)
 }
 
 /// What rule scopes and offline detection need to know about an agent.

@@ -31,7 +31,7 @@ pub const QUEUE_CAPACITY: usize = 1024;
 /// The WAL file is cut back to this when it starts over.
 const WAL_FILE_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
 /// SQLite's page cache on the writer's connection, KiB (SQLite's default is
-/// 2 MiB). Every sample insert seeks the samples index and the series
+/// 2 MiB). Every sample looks up its series and every block is indexed by
 /// table: at 10,000 agents those are hundreds of MiB, and a seek that
 /// misses the cache reads the page from the file (the OS cache, usually).
 /// Measured with the `writer` benchmark at 10,000 agents: 5.99 µs per row
@@ -827,9 +827,9 @@ fn store_report(
     for section in &report.sections {
         match &section.kind {
             Some(section::Kind::Metrics(batch)) => {
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO samples (series_id, at, value, sequence) VALUES (?1, ?2, ?3, ?4)",
-                )?;
+                // One block per distinct sample time, in first-seen order
+                // (a report's samples nearly all share its collection time).
+                let mut blocks: Vec<(i64, Vec<(i64, f64)>)> = Vec::with_capacity(1);
                 for m in &batch.metrics {
                     let labels = labels_json(&m.labels);
                     let Some(id) = series.id(conn, &agent, &m.name, &labels, received_at_ms)?
@@ -842,7 +842,13 @@ fn store_report(
                     } else {
                         collected_at
                     };
-                    insert.execute(params![id, at, m.value, seq])?;
+                    match blocks.iter_mut().find(|(t, _)| *t == at) {
+                        Some((_, samples)) => samples.push((id, m.value)),
+                        None => blocks.push((at, vec![(id, m.value)])),
+                    }
+                }
+                for (at, samples) in &blocks {
+                    super::samples::insert_block(conn, &agent, seq, *at, samples)?;
                 }
             }
             Some(section::Kind::Inventory(inv)) => {
@@ -1134,7 +1140,7 @@ mod tests {
         let reader = super::super::open(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
         let _: i64 = reader
-            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM sample_blocks", [], |r| r.get(0))
             .unwrap();
         store(&handle, agent, 21..=40).await;
         let behind = checkpoint_passive(&other).unwrap();
@@ -1185,7 +1191,7 @@ mod tests {
         writer.join();
         let conn = super::super::open(&path).unwrap();
         let samples: i64 = conn
-            .query_row("SELECT count(*) FROM metric_samples", [], |r| r.get(0))
+            .query_row("SELECT sum(samples) FROM sample_blocks", [], |r| r.get(0))
             .unwrap();
         assert_eq!(samples, 1);
         let labels: String = conn
@@ -1328,7 +1334,7 @@ mod tests {
         writer.join();
         let conn = crate::store::open(&path).unwrap();
         let stored: Vec<(i64, i64)> = conn
-            .prepare("SELECT r.collected_at, m.at FROM reports r JOIN samples m USING (sequence) ORDER BY sequence")
+            .prepare("SELECT r.collected_at, m.at FROM reports r JOIN sample_blocks m USING (sequence) ORDER BY sequence")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
@@ -1374,7 +1380,7 @@ mod tests {
         let conn = crate::store::open(&path).unwrap();
         let (series, samples, counted): (i64, i64, i64) = conn
             .query_row(
-                "SELECT (SELECT count(*) FROM series), (SELECT count(*) FROM samples),
+                "SELECT (SELECT count(*) FROM series), (SELECT sum(samples) FROM sample_blocks),
                         (SELECT series_refused_total FROM agents)",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
