@@ -460,7 +460,7 @@ const WAL_RESTART_PAGES: i64 = 16_384;
 /// the few pages left, between two transactions, and its next commit
 /// starts the WAL over. A checkpoint that cannot finish (a long reader) is
 /// retried next time; the WAL grows until one does.
-async fn checkpointer(
+pub async fn checkpointer(
     db: std::path::PathBuf,
     writer: crate::store::WriterHandle,
     shutdown: CancellationToken,

@@ -3,13 +3,13 @@
 //! report took at that time, and the reads that unpack them.
 //!
 //! Why blocks and not a row per sample: with a `(series_id, at)` index, each
-//! series' newest entry sits on its own index page once the series has a
-//! few hundred samples, so a report of 100 samples rewrites about 100 random
-//! pages. Measured with 100,000 series in fleet order (`/tmp/age.py` in the
-//! session notes, reproduced by the `writer` benchmark's prefill): 583k rows/s
-//! on an empty table, 146k after ten minutes of history, 44k after fifty.
-//! A block is one append to the table and one entry at the end of its
-//! agent's run in `sample_blocks_by_agent`, however old the table is.
+//! series' newest entry sits on its own index page once the series has some
+//! history, so a report of 100 samples rewrites about 100 random pages.
+//! Measured with 100,000 series in fleet order
+//! (`tests/bench-scripts/sample_index_aging.py`): 583k rows/s on an empty
+//! table, 146k after ten minutes of history, 44k after fifty. A block is one
+//! append to the table and one entry at the end of its agent's run in
+//! `sample_blocks_by_agent`, however old the table is.
 
 use prost::Message;
 use rusqlite::{Connection, params};

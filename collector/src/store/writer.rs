@@ -31,12 +31,13 @@ pub const QUEUE_CAPACITY: usize = 1024;
 /// The WAL file is cut back to this when it starts over.
 const WAL_FILE_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
 /// SQLite's page cache on the writer's connection, KiB (SQLite's default is
-/// 2 MiB). Every sample looks up its series and every block is indexed by
-/// table: at 10,000 agents those are hundreds of MiB, and a seek that
-/// misses the cache reads the page from the file (the OS cache, usually).
-/// Measured with the `writer` benchmark at 10,000 agents: 5.99 µs per row
-/// at 2 MiB, 5.88 at 16 MiB, 5.65 at 64 MiB; 16 MiB keeps most of the
-/// collector's memory for its connections.
+/// 2 MiB). Each report appends to its agent's runs in the report, block and
+/// check-result indexes: at 10,000 agents those are hundreds of MiB, and a
+/// seek that misses the cache reads the page from the file (the OS cache,
+/// usually). Measured with the `writer` benchmark at 10,000 agents, when
+/// samples were still rows: 5.99 µs per row at 2 MiB, 5.88 at 16 MiB, 5.65
+/// at 64 MiB; 16 MiB keeps most of the collector's memory for its
+/// connections.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Jobs in one transaction, at most.
 const MAX_BATCH: usize = 512;
