@@ -109,12 +109,9 @@ pub struct Step {
     pub more: bool,
 }
 
+/// A progress value; 0 when not recorded yet.
 fn watermark(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT value FROM maintenance_state WHERE name = ?1")?
-        .query_row([name], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0))
+    Ok(state(conn, name)?.unwrap_or(0))
 }
 
 fn set_watermark(conn: &Connection, name: &str, value: i64) -> rusqlite::Result<()> {

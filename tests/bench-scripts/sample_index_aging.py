@@ -29,26 +29,36 @@ def connect(path):
     return c
 
 
+def timed_inserts(c, insert, batch, history, rounds, commit_every):
+    """Inserts `history` rounds untimed (committing every `commit_every`),
+    then `rounds` more, 100 reports per transaction; returns samples/s.
+    `batch(round, agents)` yields the parameters of those agents' reports."""
+    agents = list(range(AGENTS))
+    for r in range(history):
+        random.shuffle(agents)
+        c.executemany(insert, batch(r, agents))
+        if r % commit_every == commit_every - 1:
+            c.commit()
+    c.commit()
+    t, n = time.time(), 0
+    for r in range(history, history + rounds):
+        random.shuffle(agents)
+        for k in range(0, AGENTS, 100):
+            c.executemany(insert, batch(r, agents[k:k + 100]))
+            c.commit()
+            n += 100 * SERIES
+    return n / (time.time() - t)
+
+
 def rows(path, history):
     c = connect(path)
     c.execute("CREATE TABLE samples (series_id INTEGER NOT NULL, at INTEGER NOT NULL, value REAL NOT NULL, sequence INTEGER NOT NULL)")
     c.execute("CREATE INDEX samples_by_series_time ON samples (series_id, at)")
-    agents = list(range(AGENTS))
-    ins = "INSERT INTO samples VALUES (?,?,?,?)"
-    for r in range(history):
-        random.shuffle(agents)
-        c.executemany(ins, ((a * SERIES + i + 1, BASE + r * 10000, float(i), r) for a in agents for i in range(SERIES)))
-        if r % 20 == 19:
-            c.commit()
-    c.commit()
-    t, n = time.time(), 0
-    for r in range(history, history + 5):
-        random.shuffle(agents)
-        for k in range(0, AGENTS, 100):
-            c.executemany(ins, ((a * SERIES + i + 1, BASE + r * 10000, float(i), r) for a in agents[k:k + 100] for i in range(SERIES)))
-            c.commit()
-            n += 100 * SERIES
-    return n / (time.time() - t)
+
+    def batch(r, agents):
+        return ((a * SERIES + i + 1, BASE + r * 10000, float(i), r) for a in agents for i in range(SERIES))
+
+    return timed_inserts(c, "INSERT INTO samples VALUES (?,?,?,?)", batch, history, 5, 20)
 
 
 def blocks(path, history):
@@ -57,22 +67,12 @@ def blocks(path, history):
     c.execute("CREATE INDEX blocks_by_agent ON blocks (agent_id, at)")
     ids = [str(uuid.uuid4()) for _ in range(AGENTS)]
     body = os.urandom(SERIES * 9 + 6)  # what a block of 100 samples encodes to
-    agents = list(range(AGENTS))
-    ins = "INSERT INTO blocks (agent_id, sequence, at, samples, body) VALUES (?,?,?,?,?)"
-    for r in range(history):
-        random.shuffle(agents)
-        c.executemany(ins, ((ids[a], r, BASE + r * 10000, SERIES, body) for a in agents))
-        if r % 50 == 49:
-            c.commit()
-    c.commit()
-    t, n = time.time(), 0
-    for r in range(history, history + 20):
-        random.shuffle(agents)
-        for k in range(0, AGENTS, 100):
-            c.executemany(ins, ((ids[a], r, BASE + r * 10000, SERIES, body) for a in agents[k:k + 100]))
-            c.commit()
-            n += 100 * SERIES
-    return n / (time.time() - t)
+
+    def batch(r, agents):
+        return ((ids[a], r, BASE + r * 10000, SERIES, body) for a in agents)
+
+    return timed_inserts(
+        c, "INSERT INTO blocks (agent_id, sequence, at, samples, body) VALUES (?,?,?,?,?)", batch, history, 20, 50)
 
 
 def main():

@@ -258,6 +258,27 @@ pub fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// An endpoint for hand-driven calls to a test collector at `url`, trusting
+/// `ca_pem`: with `client`, presenting its certificate and key (mutual
+/// TLS); without, presenting no certificate.
+pub fn collector_endpoint(
+    url: &str,
+    ca_pem: &str,
+    client: Option<&Credentials>,
+) -> tonic::transport::Endpoint {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("127.0.0.1");
+    if let Some(c) = client {
+        tls = tls.identity(Identity::from_pem(&c.cert_pem, &c.key_pem));
+    }
+    Endpoint::from_shared(url.to_owned())
+        .expect("a valid URL")
+        .tls_config(tls)
+        .expect("a valid TLS configuration")
+}
+
 /// One stored metric sample, unpacked from its block.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSample {

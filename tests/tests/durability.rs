@@ -15,7 +15,6 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use uuid::Uuid;
 use xunjian_agent::config::AgentConfig;
 use xunjian_agent::enroll::Credentials;
@@ -160,19 +159,6 @@ async fn until_frozen(frozen: &mut watch::Receiver<bool>) {
     let _ = frozen.wait_for(|f| *f).await;
 }
 
-/// An mTLS endpoint for `creds`, for streams the test drives by hand.
-fn endpoint(url: &str, creds: &Credentials) -> Endpoint {
-    Endpoint::from_shared(url.to_owned())
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&creds.ca_pem))
-                .identity(Identity::from_pem(&creds.cert_pem, &creds.key_pem))
-                .domain_name("127.0.0.1"),
-        )
-        .unwrap()
-}
-
 /// A report of `metrics` distinct series (0 = an empty report).
 fn report(seq: u64, metrics: usize) -> AgentMessage {
     let metrics = (0..metrics)
@@ -208,7 +194,10 @@ async fn open_stream(
     mpsc::Sender<AgentMessage>,
     Result<tonic::Streaming<CollectorMessage>, tonic::Status>,
 ) {
-    let channel = endpoint(url, creds).connect().await.expect("connects");
+    let channel = collector_endpoint(url, &creds.ca_pem, Some(creds))
+        .connect()
+        .await
+        .expect("connects");
     let (tx, rx) = mpsc::channel(messages.len().max(1));
     for m in messages {
         tx.send(m).await.unwrap();
@@ -668,7 +657,7 @@ async fn a_peer_that_stops_reading_acks_is_closed_after_the_stall_timeout_and_fr
 
     // A client that lets almost nothing of the collector's answers in (a
     // 64-byte HTTP/2 stream window) and never reads them.
-    let channel = endpoint(&url, &stuck)
+    let channel = collector_endpoint(&url, &stuck.ca_pem, Some(&stuck))
         .initial_stream_window_size(64)
         .connect()
         .await

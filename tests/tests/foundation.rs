@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use prost::Message;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, Identity};
 use uuid::Uuid;
 use xunjian_agent::enroll::{self, Credentials, EnrollError};
 use xunjian_agent::transport;
@@ -142,17 +142,7 @@ async fn unauthenticated_foreign_and_revoked_clients_are_refused_while_a_healthy
 
     // 1. No client certificate at all.
     let ca = std::fs::read_to_string(data.join("pki/ca.crt")).unwrap();
-    let channel = Endpoint::from_shared(url.clone())
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&ca))
-                .domain_name("127.0.0.1"),
-        )
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = collector_endpoint(&url, &ca, None).connect().await.unwrap();
     let (_tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(1);
     let status = IngestClient::new(channel)
         .stream(ReceiverStream::new(rx))
@@ -173,15 +163,7 @@ async fn unauthenticated_foreign_and_revoked_clients_are_refused_while_a_healthy
     other_collector.stop().await;
     foreign.ca_pem = ca.clone(); // trusts our collector, presents the other CA's cert
     let result = async {
-        let channel = Endpoint::from_shared(url.clone())
-            .unwrap()
-            .tls_config(
-                ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(&foreign.ca_pem))
-                    .identity(Identity::from_pem(&foreign.cert_pem, &foreign.key_pem))
-                    .domain_name("127.0.0.1"),
-            )
-            .unwrap()
+        let channel = collector_endpoint(&url, &foreign.ca_pem, Some(&foreign))
             .connect()
             .await
             .map_err(|e| e.to_string())?;
@@ -950,17 +932,7 @@ async fn submit_stores_a_large_report_alone_acks_a_replay_once_and_refuses_bad_o
     let status = client.submit(foreign).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     let ca = std::fs::read_to_string(data.join("pki/ca.crt")).unwrap();
-    let anonymous = Endpoint::from_shared(url.clone())
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&ca))
-                .domain_name("127.0.0.1"),
-        )
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let anonymous = collector_endpoint(&url, &ca, None).connect().await.unwrap();
     let status = IngestClient::new(anonymous)
         .submit(inventory_report(2, 1))
         .await

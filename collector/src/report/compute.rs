@@ -1145,8 +1145,8 @@ fn pending_series(
             _ => unrolled.push((hour, p.value)),
         }
     }
-    let (latest_hour, latest_value) = match (unrolled.last(), last_rollup) {
-        (Some((hour, _)), _) => (*hour, points.last().map_or(0.0, |p| p.value)),
+    let (latest_hour, latest_value) = match (points.last(), last_rollup) {
+        (Some(p), _) => (p.at.div_euclid(HOUR_MS) * HOUR_MS, p.value),
         (None, Some((hour, max))) => (hour, max),
         (None, None) => return Ok(None),
     };
