@@ -401,7 +401,7 @@ pub fn enforce_retention(
         more |= n as i64 == CHUNK;
         Ok(())
     };
-    // Check results (like sample blocks) are appended in (nearly) time order, so the
+    // Check blocks (like sample blocks) are appended in (nearly) time order, so the
     // oldest are at the front: each step looks only at the first CHUNK
     // rowids, never scans the table. A late old row behind newer ones waits
     // until the front reaches it.
@@ -413,10 +413,10 @@ pub fn enforce_retention(
             .optional()?;
         Ok(at.is_some_and(|at| at < raw_cutoff))
     };
-    if front_is_old("check_results")? {
+    if front_is_old("check_blocks")? {
         chunk(
-            "DELETE FROM check_results WHERE rowid IN
-                (SELECT rowid FROM check_results ORDER BY rowid LIMIT ?2) AND at < ?1",
+            "DELETE FROM check_blocks WHERE block_id IN
+                (SELECT block_id FROM check_blocks ORDER BY block_id LIMIT ?2) AND at < ?1",
             &[&raw_cutoff, &CHUNK],
         )?;
     }

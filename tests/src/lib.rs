@@ -325,6 +325,38 @@ pub fn stored_samples(conn: &Connection) -> Vec<StoredSample> {
     out
 }
 
+/// One stored check result, unpacked from its block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCheck {
+    pub agent_id: String,
+    pub sequence: i64,
+    pub at: i64,
+    pub result: store::checks::CheckResult,
+}
+
+/// Every stored check result, block by block (test databases are small).
+pub fn stored_checks(conn: &Connection) -> Vec<StoredCheck> {
+    let mut stmt = conn
+        .prepare("SELECT agent_id, sequence, at, body FROM check_blocks ORDER BY block_id")
+        .unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().unwrap() {
+        let (agent_id, sequence, at): (String, i64, i64) =
+            (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap());
+        let body: Vec<u8> = r.get(3).unwrap();
+        for result in store::checks::decode(&body).unwrap() {
+            out.push(StoredCheck {
+                agent_id: agent_id.clone(),
+                sequence,
+                at,
+                result,
+            });
+        }
+    }
+    out
+}
+
 /// A clock the test moves by hand (starts at the real time).
 #[derive(Debug)]
 pub struct ManualClock(std::sync::atomic::AtomicI64);
@@ -530,8 +562,8 @@ pub fn ack_problems(conn: &Connection, acked: &[(Uuid, u64)]) -> Vec<String> {
     }
     let checks = [
         (
-            "check results stored twice for one report",
-            "SELECT count(*) FROM (SELECT 1 FROM check_results GROUP BY agent_id, sequence, check_id HAVING count(*) > 1)",
+            "check result blocks stored twice for one report",
+            "SELECT count(*) FROM (SELECT 1 FROM check_blocks GROUP BY agent_id, sequence HAVING count(*) > 1)",
         ),
         (
             "samples of a report that is not stored",
@@ -540,7 +572,7 @@ pub fn ack_problems(conn: &Connection, acked: &[(Uuid, u64)]) -> Vec<String> {
         ),
         (
             "check results of a report that is not stored",
-            "SELECT count(*) FROM check_results c
+            "SELECT count(*) FROM check_blocks c
              WHERE NOT EXISTS (SELECT 1 FROM reports r WHERE r.agent_id = c.agent_id AND r.sequence = c.sequence)",
         ),
     ];

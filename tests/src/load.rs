@@ -1814,7 +1814,7 @@ mod tests {
             "cardinality is agents x samples"
         );
         assert_eq!(
-            crate::count(&conn, "SELECT count(*) FROM check_results") as u64,
+            crate::count(&conn, "SELECT coalesce(sum(results), 0) FROM check_blocks") as u64,
             metric_reports * 3
         );
     }

@@ -257,7 +257,9 @@ fn rows_up_to(conn: &rusqlite::Connection, agent: Uuid, seq: u64) -> (i64, i64, 
         q(
             "SELECT coalesce(sum(samples), 0) FROM sample_blocks WHERE agent_id = ?1 AND sequence <= ?2",
         ),
-        q("SELECT count(*) FROM check_results WHERE agent_id = ?1 AND sequence <= ?2"),
+        q(
+            "SELECT coalesce(sum(results), 0) FROM check_blocks WHERE agent_id = ?1 AND sequence <= ?2",
+        ),
     )
 }
 

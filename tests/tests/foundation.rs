@@ -715,14 +715,15 @@ async fn run_now_from_the_collector_brings_one_report_with_every_area() {
     })
     .await;
     let seq: i64 = conn.query_row(&query, [], |r| r.get(0)).unwrap();
+    let agent_checks: Vec<StoredCheck> = stored_checks(&conn)
+        .into_iter()
+        .filter(|c| c.agent_id == creds.agent_id.to_string())
+        .collect();
     let checks = |prefix: &str| {
-        count(
-            &conn,
-            &format!(
-                "SELECT count(*) FROM check_results WHERE agent_id = '{}' AND sequence = {seq} AND check_id LIKE '{prefix}%'",
-                creds.agent_id
-            ),
-        )
+        agent_checks
+            .iter()
+            .filter(|c| c.sequence == seq && c.result.check_id.starts_with(prefix))
+            .count()
     };
     for prefix in [
         "baseline.",
@@ -738,14 +739,12 @@ async fn run_now_from_the_collector_brings_one_report_with_every_area() {
         );
     }
     // Nothing that could not be judged is stored as ok: unknown carries a reason.
-    let unexplained = count(
-        &conn,
-        &format!(
-            "SELECT count(*) FROM check_results WHERE agent_id = '{}' AND status = 'unknown' AND reason = ''",
-            creds.agent_id
-        ),
-    );
-    assert_eq!(unexplained, 0);
+    let unexplained: Vec<&StoredCheck> = agent_checks
+        .iter()
+        .filter(|c| c.result.status == "unknown" && c.result.reason.is_empty())
+        .collect();
+    assert!(unexplained.is_empty(), "{unexplained:?}");
+    assert!(!agent_checks.is_empty());
     // The plugin's performance data became metrics.
     let agent_id = creds.agent_id.to_string();
     let plugin_samples = stored_samples(&conn)

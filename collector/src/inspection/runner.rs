@@ -569,38 +569,23 @@ impl Inspector {
         request: &RunRequest,
     ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT check_id, title, status, value, threshold, evidence, reason, at FROM check_results
-                 WHERE agent_id = ?1 AND sequence = ?2 ORDER BY check_id",
-            )
+        let results = crate::store::checks::of_report(conn, agent, sequence, collected_at)
             .map_err(sql("reading check results"))?;
-        type CheckRow = (String, String, String, String, String, String, String, i64);
-        let rows: Vec<CheckRow> = stmt
-            .query_map(params![agent, sequence], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(sql("reading check results"))?;
-        for (id, title, status, value, threshold, evidence, reason, at) in rows {
+        for c in results {
+            let id = c.check_id;
             if !item_selected(&request.checks, &id) {
                 continue;
             }
-            let verdict = match status.as_str() {
+            let verdict = match c.status.as_str() {
                 "ok" => ItemVerdict::Normal,
                 "warning" | "critical" => ItemVerdict::Abnormal,
                 _ => ItemVerdict::Unknown,
             };
-            let detail = if reason.is_empty() { evidence } else { reason };
+            let detail = if c.reason.is_empty() {
+                c.evidence
+            } else {
+                c.reason
+            };
             let labels = BTreeMap::from([("check_id".to_owned(), id.clone())]);
             let incident_id = match verdict {
                 ItemVerdict::Abnormal => self.incident_for(conn, agent, &id, None, &labels)?,
@@ -608,11 +593,11 @@ impl Inspector {
             };
             items.push(Item {
                 item_id: id,
-                title,
-                value,
-                threshold,
+                title: c.title,
+                value: c.value,
+                threshold: c.threshold,
                 verdict,
-                measured_at: ms(at),
+                measured_at: ms(collected_at),
                 detail,
                 incident_id,
             });

@@ -89,7 +89,7 @@ use crate::report::model::{
     SeverityCount, SlaRow,
 };
 use crate::sla::{Severity, SlaClock, SlaPolicy, Target};
-use crate::store::{StoreError, samples};
+use crate::store::{StoreError, checks, samples};
 
 /// Compliance data older than this at the end of the period says nothing
 /// about the host now: it counts as unknown (patches are counted every 6 h
@@ -856,18 +856,21 @@ struct CheckRow {
     at: i64,
 }
 
-impl CheckRow {
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            check_id: r.get(0)?,
-            status: r.get(1)?,
-            value: r.get(2)?,
-            evidence: r.get(3)?,
-            reason: r.get(4)?,
-            at: r.get(5)?,
-        })
+impl From<checks::Taken> for CheckRow {
+    fn from(t: checks::Taken) -> Self {
+        let c = t.result;
+        Self {
+            check_id: c.check_id,
+            status: c.status,
+            value: c.value,
+            evidence: c.evidence,
+            reason: c.reason,
+            at: t.at,
+        }
     }
+}
 
+impl CheckRow {
     /// Older than [`STALE_AFTER_MS`] at `as_of`: what it said is no longer
     /// known (the host stopped sending it).
     fn is_stale(&self, as_of: i64) -> bool {
@@ -892,33 +895,14 @@ impl CheckRow {
     }
 }
 
-/// Prepared statements shared by every host's compliance.
+/// The latest check results a host's compliance is judged on.
 struct ComplianceQueries<'c> {
-    latest_check: rusqlite::CachedStatement<'c>,
-    next_baseline_id: rusqlite::CachedStatement<'c>,
+    conn: &'c Connection,
 }
 
 impl<'c> ComplianceQueries<'c> {
-    fn new(conn: &'c Connection) -> Result<Self, StoreError> {
-        let what = "preparing compliance queries";
-        Ok(Self {
-            latest_check: conn
-                .prepare_cached(
-                    "SELECT check_id, status, value, evidence, reason, at FROM check_results
-                     WHERE agent_id = ?1 AND check_id = ?2 AND at < ?3
-                     ORDER BY at DESC, sequence DESC, rowid DESC LIMIT 1",
-                )
-                .map_err(db(what))?,
-            // Walks the distinct baseline ids of a host one index seek at a
-            // time, instead of reading every result it ever sent.
-            next_baseline_id: conn
-                .prepare_cached(
-                    "SELECT check_id FROM check_results
-                     WHERE agent_id = ?1 AND check_id > ?2 AND check_id < ?3 AND at < ?4
-                     ORDER BY check_id LIMIT 1",
-                )
-                .map_err(db(what))?,
-        })
+    fn new(conn: &'c Connection) -> Self {
+        Self { conn }
     }
 
     fn latest(
@@ -927,34 +911,19 @@ impl<'c> ComplianceQueries<'c> {
         check_id: &str,
         before: i64,
     ) -> Result<Option<CheckRow>, StoreError> {
-        self.latest_check
-            .query_row(params![agent_id, check_id, before], CheckRow::read)
-            .optional()
-            .map_err(db("reading the latest check result"))
+        Ok(checks::latest_before(self.conn, agent_id, check_id, before)
+            .map_err(db("reading the latest check result"))?
+            .map(CheckRow::from))
     }
 
     fn baseline(&mut self, agent_id: &str, before: i64) -> Result<Vec<CheckRow>, StoreError> {
-        // Every id starting with "baseline." sorts below "baseline/".
-        let upper = format!("{}/", BASELINE_PREFIX.trim_end_matches('.'));
-        // Just below the prefix, so the first seek finds ids equal to it too.
-        let mut after = BASELINE_PREFIX.trim_end_matches('.').to_owned();
-        let mut items = Vec::new();
-        while let Some(id) = self
-            .next_baseline_id
-            .query_row(params![agent_id, after, upper, before], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()
-            .map_err(db("listing baseline checks"))?
-        {
-            if id.starts_with(BASELINE_PREFIX)
-                && let Some(row) = self.latest(agent_id, &id, before)?
-            {
-                items.push(row);
-            }
-            after = id;
-        }
-        Ok(items)
+        Ok(
+            checks::latest_with_prefix(self.conn, agent_id, BASELINE_PREFIX, before)
+                .map_err(db("listing baseline checks"))?
+                .into_iter()
+                .map(CheckRow::from)
+                .collect(),
+        )
     }
 }
 
@@ -964,7 +933,7 @@ fn compliance(
     span: &Span,
     patch_max_age_days: u32,
 ) -> Result<Compliance, StoreError> {
-    let mut queries = ComplianceQueries::new(conn)?;
+    let mut queries = ComplianceQueries::new(conn);
     let mut patch = ComplianceTally::default();
     let mut antivirus = ComplianceTally::default();
     let mut baseline = ComplianceTally::default();
@@ -1467,12 +1436,14 @@ mod tests {
     }
 
     fn check(conn: &Connection, agent: &str, at: &str, id: &str, status: &str, reason: &str) {
-        conn.execute(
-            "INSERT INTO check_results (agent_id, sequence, at, check_id, title, status, value, threshold, evidence, reason)
-             VALUES (?1, 1, ?2, ?3, ?3, ?4, '', '', '', ?5)",
-            params![agent, ms(t(at)), id, status, reason],
-        )
-        .unwrap();
+        let result = checks::CheckResult {
+            check_id: id.into(),
+            title: id.into(),
+            status: status.into(),
+            reason: reason.into(),
+            ..Default::default()
+        };
+        checks::insert_block(conn, agent, 1, ms(t(at)), &[result]).unwrap();
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::report::compute::{
 use crate::report::model::PeriodKind;
 use crate::schedule::local_days;
 use crate::sla::{Severity, SlaClock, SlaConfig, SlaPolicy};
-use crate::store::StoreError;
+use crate::store::{StoreError, checks};
 
 const HOUR_MS: i64 = 3_600_000;
 const MINUTE_MS: i64 = 60_000;
@@ -158,11 +158,18 @@ impl Seeder<'_> {
         value: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        self.exec(
-            "INSERT INTO check_results (agent_id, sequence, at, check_id, title, status, value, threshold, evidence, reason)
-             VALUES (?1, ?2 / 300000, ?2, ?3, ?3, ?4, ?5, '', 'seeded', ?6)",
-            params![agent_id, at, check_id, status, value, reason],
-        )
+        let result = checks::CheckResult {
+            check_id: check_id.into(),
+            title: check_id.into(),
+            status: status.into(),
+            value: value.into(),
+            evidence: "seeded".into(),
+            reason: reason.into(),
+            ..Default::default()
+        };
+        checks::insert_block(self.tx, agent_id, at / 300_000, at, &[result])
+            .map(drop)
+            .map_err(err("seeding the report dataset"))
     }
 }
 
@@ -942,12 +949,6 @@ pub fn seed_fleet(
                  VALUES (?1, ?2, ?1 || '/' || ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, coalesce(?8, ?6), '', '', '', ?9, ?10, ?11)",
             )
             .map_err(err(what))?;
-        let mut check = tx
-            .prepare(
-                "INSERT INTO check_results (agent_id, sequence, at, check_id, title, status, value, threshold, evidence, reason)
-                 VALUES (?1, 1, ?2, ?3, ?3, ?4, ?5, '', '', ?6)",
-            )
-            .map_err(err(what))?;
 
         let span_hours = hours as i64;
         for i in 0..hosts {
@@ -1092,9 +1093,15 @@ pub fn seed_fleet(
                 90..=94 => ("critical", "disabled: real-time protection off", ""),
                 _ => ("unknown", "", "antivirus state could not be determined"),
             };
-            check
-                .execute(params![agent_id, at, CHECK_ANTIVIRUS, av.0, av.1, av.2])
-                .map_err(err(what))?;
+            let result = |id: &str, status: &str, value: &str, reason: &str| checks::CheckResult {
+                check_id: id.into(),
+                title: id.into(),
+                status: status.into(),
+                value: value.into(),
+                reason: reason.into(),
+                ..Default::default()
+            };
+            let mut results = vec![result(CHECK_ANTIVIRUS, av.0, av.1, av.2)];
             let patch = if pending > 0.0 {
                 ("critical", format!("{pending} security"), "")
             } else if rng.random_bool(0.03) {
@@ -1102,26 +1109,16 @@ pub fn seed_fleet(
             } else {
                 ("ok", "0 security".to_owned(), "")
             };
-            check
-                .execute(params![
-                    agent_id,
-                    at,
-                    CHECK_SECURITY_PENDING,
-                    patch.0,
-                    patch.1,
-                    patch.2
-                ])
-                .map_err(err(what))?;
+            results.push(result(CHECK_SECURITY_PENDING, patch.0, &patch.1, patch.2));
             for id in FLEET_BASELINE {
                 let status = match rng.random_range(0..100) {
                     0..=91 => "ok",
                     92..=96 => "critical",
                     _ => "unknown",
                 };
-                check
-                    .execute(params![agent_id, at, id, status, "", ""])
-                    .map_err(err(what))?;
+                results.push(result(id, status, "", ""));
             }
+            checks::insert_block(&tx, &agent_id, 1, at, &results).map_err(err(what))?;
         }
         // A monthly inspection of the whole fleet.
         let mut run_id = 0i64;

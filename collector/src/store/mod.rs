@@ -4,6 +4,7 @@
 //!
 //! Times are stored as UTC milliseconds since the epoch (INTEGER).
 
+pub mod checks;
 pub mod incident_actions;
 pub mod incidents;
 pub mod queries;
@@ -411,13 +412,44 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX sample_blocks_by_agent ON sample_blocks (agent_id, at);
     "#,
+    // 10: check results as blocks and each agent's catalog of check ids
+    // (see `checks`); `after_migration` moves the old rows into them.
+    r#"
+    CREATE TABLE check_blocks (
+        block_id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        sequence INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        results INTEGER NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE INDEX check_blocks_by_agent ON check_blocks (agent_id, at, sequence);
+    -- Every stored result of a check lies in first_at <= at < last_at +
+    -- checks::CATALOG_LAG_MS.
+    CREATE TABLE agent_checks (
+        agent_id TEXT NOT NULL REFERENCES agents(agent_id),
+        check_id TEXT NOT NULL,
+        first_at INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, check_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Work a migration needs beyond its SQL, in the same transaction.
 fn after_migration(tx: &rusqlite::Transaction, version: usize) -> rusqlite::Result<()> {
-    if version != 9 {
-        return Ok(());
+    match version {
+        9 => move_samples_into_blocks(tx),
+        10 => {
+            checks::convert_check_rows(tx)?;
+            tx.execute_batch("DROP TABLE check_results;")
+        }
+        _ => Ok(()),
     }
+}
+
+/// Migration 9's work beyond its SQL.
+fn move_samples_into_blocks(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
     samples::convert_sample_rows(tx)?;
     // Everything the old minute-ly rollups had not folded yet is folded
     // now, so every converted block counts as rolled up; blocks arriving

@@ -825,6 +825,9 @@ fn store_report(
     if inserted == 0 {
         return Ok((Stored { duplicate: true }, 0));
     }
+    // All of a report's check results go in one block, however many
+    // sections carried them.
+    let mut check_results = Vec::new();
     for section in &report.sections {
         match &section.kind {
             Some(section::Kind::Metrics(batch)) => {
@@ -856,29 +859,21 @@ fn store_report(
                 store_inventory(conn, &agent, inv, collected_at, received_at_ms)?
             }
             Some(section::Kind::Checks(checks)) => {
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO check_results (agent_id, sequence, at, check_id, title, status, value, threshold, evidence, reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )?;
-                for c in &checks.results {
-                    insert.execute(params![
-                        agent,
-                        seq,
-                        collected_at,
-                        c.check_id,
-                        c.title,
-                        status_text(c.status),
-                        c.value,
-                        c.threshold,
-                        c.evidence,
-                        c.reason
-                    ])?;
-                }
+                check_results.extend(checks.results.iter().map(|c| super::checks::CheckResult {
+                    check_id: c.check_id.clone(),
+                    title: c.title.clone(),
+                    status: status_text(c.status).to_owned(),
+                    value: c.value.clone(),
+                    threshold: c.threshold.clone(),
+                    evidence: c.evidence.clone(),
+                    reason: c.reason.clone(),
+                }))
             }
             // A section kind from a newer agent: ignored, the rest is stored.
             None => tracing::debug!(agent = %agent, "ignoring unknown section kind"),
         }
     }
+    super::checks::insert_block(conn, &agent, seq, collected_at, &check_results)?;
     let spool = report.spool.unwrap_or_default();
     conn.prepare_cached(
         "UPDATE agents SET last_seen_at = ?2,
