@@ -9,6 +9,7 @@ pub mod cli_records;
 pub mod clock;
 pub mod config;
 pub mod evidence;
+pub mod grpc_frames;
 pub mod incidents;
 pub mod ingest;
 pub mod inspection;

@@ -264,7 +264,7 @@ impl Collector {
             .initial_stream_window_size(Some(STREAM_WINDOW))
             .initial_connection_window_size(Some(CONNECTION_WINDOW))
             .add_service(enrollment)
-            .add_service(ingest);
+            .add_service(crate::grpc_frames::PrefixFramed(ingest));
         let stop = shutdown.clone();
         let server = tokio::spawn(async move {
             router
