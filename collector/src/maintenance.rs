@@ -768,6 +768,34 @@ mod tests {
     }
 
     #[test]
+    fn retention_removes_old_check_blocks_and_keeps_recent_ones() {
+        let (_d, conn) = db();
+        let day = 86_400_000;
+        let now = 100 * day;
+        let result = |status: &str| crate::store::checks::CheckResult {
+            check_id: "av".into(),
+            status: status.into(),
+            ..Default::default()
+        };
+        crate::store::checks::insert_block(&conn, "a", 1, day, &[result("critical")]).unwrap();
+        crate::store::checks::insert_block(&conn, "a", 2, now - day, &[result("ok")]).unwrap();
+        enforce_retention(&conn, now, &RetentionConfig::default()).unwrap();
+        let kept: Vec<i64> = conn
+            .prepare("SELECT sequence FROM check_blocks")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kept, [2]);
+        let latest = crate::store::checks::latest_before(&conn, "a", "av", now).unwrap();
+        assert_eq!(latest.unwrap().result.status, "ok");
+        // Before the kept block there is nothing left to find.
+        let gone = crate::store::checks::latest_before(&conn, "a", "av", now - day).unwrap();
+        assert_eq!(gone, None);
+    }
+
+    #[test]
     fn retention_below_limits_is_refused() {
         let cfg = RetentionConfig {
             raw: Duration::from_secs(3600),
