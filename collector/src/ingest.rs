@@ -686,4 +686,37 @@ mod tests {
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.message().contains("limit"), "{}", err.message());
     }
+
+    #[test]
+    fn huge_label_sets_are_refused_naming_the_metric_and_the_limit() {
+        let a = Uuid::new_v4();
+        let labelled = |n: usize, value_len: usize| {
+            let mut m = metric("disk.used_pct");
+            m.labels = (0..n)
+                .map(|i| Label {
+                    name: format!("l{i}"),
+                    value: "v".repeat(value_len),
+                })
+                .collect();
+            m
+        };
+        assert!(validate_report(a, &report(1, vec![labelled(limits::LABELS, 10)]), 0).is_ok());
+        for huge in [limits::LABELS + 1, 100_000] {
+            let err = validate_report(a, &report(1, vec![labelled(huge, 10)]), 0).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            assert_eq!(
+                err.message(),
+                format!(
+                    "metric disk.used_pct has {huge} labels; the limit is {}",
+                    limits::LABELS
+                )
+            );
+        }
+        let long = labelled(1, limits::LABEL_VALUE_LEN + 1);
+        let err = validate_report(a, &report(1, vec![long]), 0).unwrap_err();
+        assert!(err.message().contains("invalid label"), "{}", err.message());
+        assert!(
+            validate_report(a, &report(1, vec![labelled(1, limits::LABEL_VALUE_LEN)]), 0).is_ok()
+        );
+    }
 }

@@ -136,7 +136,7 @@ async fn unauthenticated_foreign_and_revoked_clients_are_refused_while_a_healthy
     let url = collector.url();
 
     let healthy_dir = dir.path().join("healthy");
-    enroll_agent(&data, &url, &healthy_dir).await;
+    let healthy_creds = enroll_agent(&data, &url, &healthy_dir).await;
     let healthy = TestAgent::start(&agent_config(&healthy_dir, &url, HOUR)).await;
     healthy.wait_acked(1).await;
 
@@ -192,7 +192,58 @@ async fn unauthenticated_foreign_and_revoked_clients_are_refused_while_a_healthy
         0
     );
 
-    // 3. A revoked agent: its open stream is cut and reconnects are refused.
+    // 3. A certificate our own CA signed (a stolen CA key, a mis-issued
+    // certificate) naming two agents: the healthy one and another. It
+    // must speak for neither.
+    let two_uris = {
+        let issuer = rcgen::Issuer::from_ca_cert_pem(
+            &ca,
+            rcgen::KeyPair::from_pem(&std::fs::read_to_string(data.join("pki/ca.key")).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = [healthy_creds.agent_id, Uuid::new_v4()]
+            .into_iter()
+            .map(|id| {
+                rcgen::SanType::URI(
+                    format!("{}{id}", xunjian_proto::AGENT_URI_PREFIX)
+                        .try_into()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        Credentials {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            ..healthy_creds.clone()
+        }
+    };
+    let reports_before = stored_sequences(&db(&data), healthy_creds.agent_id);
+    let status = raw_stream(
+        &url,
+        &two_uris,
+        vec![hello_message(""), report_msg(1_000, "")],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("2 URI SANs; exactly one is allowed"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        stored_sequences(&db(&data), healthy_creds.agent_id),
+        reports_before
+    );
+
+    // 4. A revoked agent: its open stream is cut and reconnects are refused.
     let revoked_dir = dir.path().join("revoked");
     let revoked_creds = enroll_agent(&data, &url, &revoked_dir).await;
     let revoked = TestAgent::start(&agent_config(&revoked_dir, &url, HOUR)).await;
