@@ -38,6 +38,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("services", services),
     ("hardware", hardware),
     ("packages", packages),
+    ("enrollment_csr", enrollment_csr),
 ];
 
 /// The body of the target called `name`.
@@ -151,6 +152,51 @@ pub fn rules(data: &[u8]) {
             let _ = rule.title.source();
         }
     }
+}
+
+/// The agent every fuzzed CSR is signed for.
+const FUZZ_AGENT: Uuid = Uuid::from_u128(0x0bad_c0de_0000_4000_8000_0000_0000_0001);
+
+/// A CSR as an unauthenticated client sends it to `Enroll` (DER) →
+/// `Pki::sign_agent`: whatever the CSR asks for (names, URIs, extensions),
+/// a certificate the CA signs names exactly the agent it was signed for.
+/// The same bytes also go to `agent_identity`, the peer-certificate reader.
+pub fn enrollment_csr(data: &[u8]) {
+    use xunjian_collector::pki::{Pki, agent_identity, pem_to_der};
+    static PKI: std::sync::OnceLock<(tempfile::TempDir, Pki)> = std::sync::OnceLock::new();
+    let (_dir, pki) = PKI.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let pki = Pki::load_or_create(&dir.path().join("pki")).expect("a CA");
+        (dir, pki)
+    });
+    if let Ok(signed) = pki.sign_agent(data, FUZZ_AGENT) {
+        let der = pem_to_der(&signed.pem).expect("a signed certificate is PEM");
+        assert_eq!(agent_identity(&der), Ok(FUZZ_AGENT));
+    }
+    let _ = agent_identity(data);
+}
+
+/// CSRs to start from: a plain one, and one asking for two agent URIs and
+/// a DNS name (which the CA must not copy).
+fn seed_csrs() -> Vec<(&'static str, String, Vec<u8>)> {
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let plain = rcgen::CertificateParams::default();
+    let mut greedy =
+        rcgen::CertificateParams::new(vec!["collector.example".into()]).expect("params");
+    for id in [FUZZ_AGENT, Uuid::from_u128(2)] {
+        greedy.subject_alt_names.push(rcgen::SanType::URI(
+            format!("{}{id}", xunjian_proto::AGENT_URI_PREFIX)
+                .try_into()
+                .expect("a URI"),
+        ));
+    }
+    [("seed-plain", plain), ("seed-two-uris", greedy)]
+        .into_iter()
+        .map(|(name, params)| {
+            let csr = params.serialize_request(&key).expect("a CSR");
+            ("enrollment_csr", name.to_owned(), csr.der().to_vec())
+        })
+        .collect()
 }
 
 /// The collector's configuration file.
@@ -732,6 +778,7 @@ pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     }
     seeds.extend(seed_spools());
     seeds.push(("evidence_bundle", "seed-export".into(), seed_bundle()));
+    seeds.extend(seed_csrs());
     seeds
 }
 
