@@ -514,13 +514,14 @@ impl Outcome {
         }
     }
 
-    fn send(self, committed: Option<&mpsc::Sender<Committed>>) {
+    /// Answers the job; a committed report also goes to the rules. False
+    /// when the rules' queue was full and the report is not evaluated.
+    fn send(self, committed: Option<&mpsc::Sender<Committed>>) -> bool {
+        let mut evaluated = true;
         match self {
             Outcome::Report(d, r, c) => {
-                if let (Some(tx), Some(c)) = (committed, c)
-                    && tx.try_send(c).is_err()
-                {
-                    tracing::warn!("rules are behind; a committed report was not evaluated");
+                if let (Some(tx), Some(c)) = (committed, c) {
+                    evaluated = tx.try_send(c).is_ok();
                 }
                 drop(d.send(r))
             }
@@ -528,6 +529,38 @@ impl Outcome {
             Outcome::Task(d, r) => drop(d.send(r)),
             Outcome::Hello(d, r) => drop(d.send(r)),
             Outcome::Enroll(d, r) => drop(d.send(r)),
+        }
+        evaluated
+    }
+}
+
+/// Reports the rules could not take, logged at most every
+/// [`SKIPPED_LOG_INTERVAL`] with their count: at thousands of reports a
+/// second, one line per report would flood the log when it matters most.
+#[derive(Default)]
+struct SkippedByRules {
+    unlogged: u64,
+    total: u64,
+    last_logged: Option<std::time::Instant>,
+}
+
+const SKIPPED_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl SkippedByRules {
+    fn add(&mut self, n: u64) {
+        self.unlogged += n;
+        self.total += n;
+        let due = self
+            .last_logged
+            .is_none_or(|t| t.elapsed() >= SKIPPED_LOG_INTERVAL);
+        if self.unlogged > 0 && due {
+            tracing::warn!(
+                skipped = self.unlogged,
+                skipped_total = self.total,
+                "rules are behind; committed reports were not evaluated (their queue is full)"
+            );
+            self.unlogged = 0;
+            self.last_logged = Some(std::time::Instant::now());
         }
     }
 }
@@ -542,6 +575,7 @@ fn run(
         new_per_hour: max_new_series_per_hour,
         ..Default::default()
     };
+    let mut skipped = SkippedByRules::default();
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = Vec::new();
         let mut checkpoints = Vec::new();
@@ -568,14 +602,18 @@ fn run(
             commit_batch(&mut conn, &mut series, jobs)
         };
         // Before the next batch: later reports of a failed stream must see it.
+        let mut not_evaluated = 0;
         for (outcome, gate) in outcomes.into_iter().zip(gates) {
             if let Some(gate) = gate
                 && !outcome.is_ok()
             {
                 gate.close();
             }
-            outcome.send(committed.as_ref());
+            if !outcome.send(committed.as_ref()) {
+                not_evaluated += 1;
+            }
         }
+        skipped.add(not_evaluated);
         // After the batch's commit: a checkpoint cannot run inside it.
         if !checkpoints.is_empty() {
             let r = checkpoint_passive(&conn).map_err(|e| classify(&e));
