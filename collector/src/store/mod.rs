@@ -9,6 +9,7 @@ pub mod incident_actions;
 pub mod incidents;
 pub mod queries;
 pub mod samples;
+mod series_cache;
 pub mod writer;
 
 use std::path::Path;

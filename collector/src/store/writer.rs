@@ -9,7 +9,7 @@
 //! messages, so HTTP/2 flow control pushes back on the agents; their reports
 //! wait in their spools. Nothing is dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,7 @@ use xunjian_proto::{CheckStatus, Hello, Inventory, Report, section};
 use super::StoreError;
 use super::incidents::{self, Applied, IncidentUpdate};
 use super::queries::{NewAgent, TokenRefusal, enroll_agent};
+use super::series_cache::SeriesCache;
 
 /// Jobs waiting for the writer, at most.
 pub const QUEUE_CAPACITY: usize = 1024;
@@ -41,22 +42,6 @@ const WAL_FILE_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Jobs in one transaction, at most.
 const MAX_BATCH: usize = 512;
-/// Series ids remembered between transactions (about 40 bytes each);
-/// cleared when it grows past this: twice 10,000 agents × 100 series.
-const SERIES_CACHE_MAX: usize = 2_000_000;
-
-/// A 128-bit key for (agent, name, labels): two independent SipHash runs,
-/// no allocation. Two series sharing a key (odds about 1 in 10^26 at a
-/// million series) would share an id, so 64 bits would not do.
-fn series_key(agent: &str, name: &str, labels: &str) -> u128 {
-    use std::hash::{Hash, Hasher};
-    let half = |salt: u8| {
-        let mut h = std::hash::DefaultHasher::new();
-        (salt, agent, name, labels).hash(&mut h);
-        h.finish()
-    };
-    (u128::from(half(0)) << 64) | u128::from(half(1))
-}
 /// New series one agent may create per hour unless configured otherwise
 /// (`server.max_new_series_per_hour`). Samples that would create more are
 /// dropped, counted in `agents.series_refused_total` and reported to the
@@ -319,6 +304,11 @@ impl Writer {
             .map_err(super::sql("setting the WAL size limit"))?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(super::sql("sizing the page cache"))?;
+        // Each job runs in a savepoint, whose journal of the pages it
+        // changes spills to a temporary file past 64 KiB: system calls for
+        // every report. In memory it is a copy; it holds one job's pages.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(super::sql("keeping temporary storage in memory"))?;
         if let Some(max) = max_db_bytes {
             // The limit is a property of this connection, not of the file:
             // it must be set on the connection that writes.
@@ -571,10 +561,7 @@ fn run(
     committed: Option<mpsc::Sender<Committed>>,
     max_new_series_per_hour: usize,
 ) {
-    let mut series = SeriesCache {
-        new_per_hour: max_new_series_per_hour,
-        ..Default::default()
-    };
+    let mut series = SeriesCache::new(max_new_series_per_hour);
     let mut skipped = SkippedByRules::default();
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = Vec::new();
@@ -662,10 +649,12 @@ fn commit_batch(conn: &mut Connection, series: &mut SeriesCache, jobs: Vec<TxJob
             outcomes.push(unapplied(job, classify(&e)));
             continue;
         }
+        series.job_started();
         let outcome = apply(&tx, series, job);
         let release = if outcome.is_ok() {
             tx.execute_batch("RELEASE job")
         } else {
+            series.job_rolled_back();
             tx.execute_batch("ROLLBACK TO job; RELEASE job")
         };
         if let Err(e) = release {
@@ -873,8 +862,7 @@ fn store_report(
                 // (a report's samples nearly all share its collection time).
                 let mut blocks: Vec<(i64, Vec<(i64, f64)>)> = Vec::with_capacity(1);
                 for m in &batch.metrics {
-                    let labels = labels_json(&m.labels);
-                    let Some(id) = series.id(conn, &agent, &m.name, &labels, received_at_ms)?
+                    let Some(id) = series.id(conn, &agent, &m.name, &m.labels, received_at_ms)?
                     else {
                         refused += 1;
                         continue;
@@ -1032,78 +1020,6 @@ pub fn status_text(status: i32) -> &'static str {
 
 fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// Series ids by (agent, name, labels). Ids created in a transaction that
-/// later rolls back must not survive it, so new ids are staged until commit.
-#[derive(Default)]
-struct SeriesCache {
-    /// By [`series_key`]: 16 bytes instead of three strings, so a fleet's
-    /// millions of series fit in tens of megabytes.
-    known: HashMap<u128, i64>,
-    staged: HashMap<u128, i64>,
-    /// New series each agent may create per hour.
-    new_per_hour: usize,
-    /// Per agent: (hour, series created in it). Kept in memory: after a
-    /// restart an agent may create one more hour's budget.
-    created: HashMap<String, (i64, usize)>,
-}
-
-impl SeriesCache {
-    /// The series id, creating the series if the agent's hourly budget
-    /// allows; `None` when it is new and the budget is spent.
-    fn id(
-        &mut self,
-        conn: &Connection,
-        agent: &str,
-        name: &str,
-        labels: &str,
-        now_ms: i64,
-    ) -> rusqlite::Result<Option<i64>> {
-        let key = series_key(agent, name, labels);
-        if let Some(id) = self.known.get(&key).or_else(|| self.staged.get(&key)) {
-            return Ok(Some(*id));
-        }
-        let existing: Option<i64> = conn
-            .prepare_cached(
-                "SELECT series_id FROM series WHERE agent_id = ?1 AND name = ?2 AND labels = ?3",
-            )?
-            .query_row(params![agent, name, labels], |r| r.get(0))
-            .optional()?;
-        let id = match existing {
-            Some(id) => id,
-            None => {
-                let hour = now_ms.div_euclid(3_600_000);
-                let budget = self.created.entry(agent.to_owned()).or_insert((hour, 0));
-                if budget.0 != hour {
-                    *budget = (hour, 0);
-                }
-                if budget.1 >= self.new_per_hour {
-                    return Ok(None);
-                }
-                budget.1 += 1;
-                conn.prepare_cached(
-                    "INSERT INTO series (agent_id, name, labels) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![agent, name, labels])?;
-                conn.last_insert_rowid()
-            }
-        };
-        self.staged.insert(key, id);
-        Ok(Some(id))
-    }
-
-    fn committed(&mut self) {
-        if self.known.len() + self.staged.len() > SERIES_CACHE_MAX {
-            self.known.clear();
-        }
-        self.known.extend(self.staged.drain());
-    }
-
-    fn clear(&mut self) {
-        self.staged.clear();
-        self.known.clear();
-    }
 }
 
 #[cfg(test)]
