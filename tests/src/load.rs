@@ -848,6 +848,11 @@ pub struct Summary {
     pub check_rows_per_s: f64,
     /// Ack latency of the reports sent within the window.
     pub latency: LatencySummary,
+    /// The p99 of each progress interval of the window, in order: the
+    /// window opens when the last agent has connected, so its first
+    /// intervals can still be working off the ramp-up's backlog, which the
+    /// window's p99 mixes in.
+    pub interval_p99_ms: Vec<f64>,
     pub errors: BTreeMap<String, ErrorCount>,
 }
 
@@ -897,6 +902,14 @@ impl fmt::Display for Summary {
             self.latency.max_ms,
             self.latency.count
         )?;
+        if !self.interval_p99_ms.is_empty() {
+            let each: Vec<String> = self
+                .interval_p99_ms
+                .iter()
+                .map(|ms| format!("{ms:.0}"))
+                .collect();
+            writeln!(f, "p99 by interval   {} ms", each.join(", "))?;
+        }
         if self.errors.is_empty() {
             write!(f, "errors            none")
         } else {
@@ -1068,6 +1081,7 @@ pub async fn simulate(
     let mut window_ends_at: Option<Instant> = None;
     let mut last_progress = shared.counts();
     let mut next_progress = started + config.progress_every;
+    let mut interval_p99_ms = Vec::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -1095,6 +1109,9 @@ pub async fn simulate(
                 l.recent.reset();
                 summary
             };
+            if window_start.is_some() {
+                interval_p99_ms.push(latency.p99_ms);
+            }
             let progress = Progress {
                 elapsed: started.elapsed(),
                 phase: if window_start.is_some() {
@@ -1161,6 +1178,7 @@ pub async fn simulate(
         sample_rows_per_s,
         check_rows_per_s,
         latency,
+        interval_p99_ms,
         errors: lock(&shared.errors).clone(),
     }
 }
