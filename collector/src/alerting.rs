@@ -85,10 +85,10 @@ impl Alerting {
                         known.insert(agent.clone(), facts);
                     }
                     let host = &known[&agent];
-                    let mut out = Vec::new();
-                    for (name, labels, value, at) in &c.metrics {
-                        out.extend(self.engine.observe_metric(host, name, labels, *value, *at));
-                    }
+                    let mut out = self.engine.observe_metrics(
+                        host,
+                        c.metrics.iter().map(|(name, labels, value, at)| (name.as_str(), labels, *value, *at)),
+                    );
                     for (id, status, value) in &c.checks {
                         out.extend(self.engine.observe_check(host, id, Status::from_text(status), value, c.at_ms));
                     }

@@ -294,62 +294,78 @@ impl Engine {
         value: f64,
         at_ms: i64,
     ) -> Vec<Transition> {
+        self.observe_metrics(host, [(name, labels, value, at_ms)])
+    }
+
+    /// The samples of one report of `host`: what depends only on the host
+    /// (its facts, which rules' scopes take it in) is worked out once for
+    /// all of them, not once a sample.
+    pub fn observe_metrics<'m>(
+        &mut self,
+        host: &HostFacts,
+        samples: impl IntoIterator<Item = (&'m str, &'m BTreeMap<String, String>, f64, i64)>,
+    ) -> Vec<Transition> {
         remember(&mut self.hosts, host);
+        let in_scope: Vec<&Rule> = self
+            .rules
+            .rules()
+            .iter()
+            .filter(|rule| rule.scope.matches(host))
+            .collect();
         let mut out = Vec::new();
-        if !value.is_finite() {
-            return out;
-        }
-        for rule in self.rules.rules() {
-            if !rule.scope.matches(host) {
+        for (name, labels, value, at_ms) in samples {
+            if !value.is_finite() {
                 continue;
             }
-            match &rule.target {
-                Target::Metric {
-                    name: metric,
-                    match_labels,
-                    fire,
-                    recover,
-                } if metric == name
-                    && match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) =>
-                {
-                    let signal = if fire.holds(value) {
-                        Signal::Fire
-                    } else if recover.holds(value) {
-                        Signal::Recover
-                    } else {
-                        Signal::Hold
-                    };
-                    let key = key(rule, host, labels.clone());
-                    let v = Value::Number(value);
-                    if signal != Signal::Fire && !self.states.contains_key(&key) {
-                        continue;
+            for rule in &in_scope {
+                match &rule.target {
+                    Target::Metric {
+                        name: metric,
+                        match_labels,
+                        fire,
+                        recover,
+                    } if metric == name
+                        && match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) =>
+                    {
+                        let signal = if fire.holds(value) {
+                            Signal::Fire
+                        } else if recover.holds(value) {
+                            Signal::Recover
+                        } else {
+                            Signal::Hold
+                        };
+                        let key = key(rule, host, labels.clone());
+                        let v = Value::Number(value);
+                        if signal != Signal::Fire && !self.states.contains_key(&key) {
+                            continue;
+                        }
+                        let state = self
+                            .states
+                            .entry(key.clone())
+                            .or_insert_with(|| KeyState::new(v.clone()));
+                        out.extend(step(rule, host, &key, state, signal, v, at_ms, true));
                     }
-                    let state = self
-                        .states
-                        .entry(key.clone())
-                        .or_insert_with(|| KeyState::new(v.clone()));
-                    out.extend(step(rule, host, &key, state, signal, v, at_ms, true));
+                    Target::SpoolDropping if name == SPOOL_DROPPED_METRIC => {
+                        let key = key(rule, host, BTreeMap::new());
+                        let v = Value::Number(value);
+                        let state = self
+                            .states
+                            .entry(key.clone())
+                            .or_insert_with(|| KeyState::new(v.clone()));
+                        // The first figure seen is only a baseline: after a
+                        // collector restart every agent that ever dropped would
+                        // otherwise raise an incident for old drops. A total that
+                        // went down (agent reinstalled) is a new baseline too.
+                        let signal = match state.counter.replace(value) {
+                            None => continue,
+                            Some(prev) if value > prev => Signal::Fire,
+                            Some(prev) if value == prev => Signal::Recover,
+                            Some(_) => Signal::Hold,
+                        };
+                        out.extend(step(rule, host, &key, state, signal, v, at_ms, true));
+                    }
+                    _ => {}
                 }
-                Target::SpoolDropping if name == SPOOL_DROPPED_METRIC => {
-                    let key = key(rule, host, BTreeMap::new());
-                    let v = Value::Number(value);
-                    let state = self
-                        .states
-                        .entry(key.clone())
-                        .or_insert_with(|| KeyState::new(v.clone()));
-                    // The first figure seen is only a baseline: after a
-                    // collector restart every agent that ever dropped would
-                    // otherwise raise an incident for old drops. A total that
-                    // went down (agent reinstalled) is a new baseline too.
-                    let signal = match state.counter.replace(value) {
-                        None => continue,
-                        Some(prev) if value > prev => Signal::Fire,
-                        Some(prev) if value == prev => Signal::Recover,
-                        Some(_) => Signal::Hold,
-                    };
-                    out.extend(step(rule, host, &key, state, signal, v, at_ms, true));
-                }
-                _ => {}
             }
         }
         out

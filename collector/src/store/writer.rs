@@ -99,34 +99,30 @@ pub struct Committed {
 }
 
 impl Committed {
-    fn from_report(agent_id: Uuid, r: &Report, received_at_ms: i64, series_refused: u64) -> Self {
+    /// Takes the stored report apart rather than copying it: at thousands
+    /// of reports a second, cloning every name and label here was 5 % of
+    /// the collector's CPU.
+    fn from_report(agent_id: Uuid, r: Report, received_at_ms: i64, series_refused: u64) -> Self {
         let collected_at = trusted_time(r.collected_at_unix_ms, received_at_ms);
         let mut metrics = Vec::new();
         let mut checks = Vec::new();
-        for s in &r.sections {
-            match &s.kind {
+        for s in r.sections {
+            match s.kind {
                 Some(section::Kind::Metrics(b)) => {
-                    for m in &b.metrics {
-                        let labels = m
-                            .labels
-                            .iter()
-                            .map(|l| (l.name.clone(), l.value.clone()))
-                            .collect();
+                    metrics.reserve(b.metrics.len());
+                    for m in b.metrics {
+                        let labels = m.labels.into_iter().map(|l| (l.name, l.value)).collect();
                         let at = if m.at_unix_ms != 0 {
                             trusted_time(m.at_unix_ms, received_at_ms)
                         } else {
                             collected_at
                         };
-                        metrics.push((m.name.clone(), labels, m.value, at));
+                        metrics.push((m.name, labels, m.value, at));
                     }
                 }
                 Some(section::Kind::Checks(c)) => {
-                    for c in &c.results {
-                        checks.push((
-                            c.check_id.clone(),
-                            status_text(c.status).to_owned(),
-                            c.value.clone(),
-                        ));
+                    for c in c.results {
+                        checks.push((c.check_id, status_text(c.status).to_owned(), c.value));
                     }
                 }
                 _ => {}
@@ -718,7 +714,7 @@ fn apply(conn: &Connection, series: &mut SeriesCache, job: TxJob) -> Outcome {
             let committed = match &r {
                 Ok((Stored { duplicate: false }, refused)) => Some(Committed::from_report(
                     agent_id,
-                    &report,
+                    report,
                     received_at_ms,
                     *refused,
                 )),
