@@ -87,7 +87,7 @@ impl Alerting {
                     let host = &known[&agent];
                     let mut out = self.engine.observe_metrics(
                         host,
-                        c.metrics.iter().map(|(name, labels, value, at)| (name.as_str(), labels, *value, *at)),
+                        c.metrics.iter().map(|(name, labels, value, at)| (name.as_str(), labels.as_slice(), *value, *at)),
                     );
                     for (id, status, value) in &c.checks {
                         out.extend(self.engine.observe_check(host, id, Status::from_text(status), value, c.at_ms));

@@ -294,16 +294,21 @@ impl Engine {
         value: f64,
         at_ms: i64,
     ) -> Vec<Transition> {
-        self.observe_metrics(host, [(name, labels, value, at_ms)])
+        let labels: Vec<(String, String)> =
+            labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        self.observe_metrics(host, [(name, labels.as_slice(), value, at_ms)])
     }
 
     /// The samples of one report of `host`: what depends only on the host
     /// (its facts, which rules' scopes take it in) is worked out once for
-    /// all of them, not once a sample.
+    /// all of them, not once a sample. A sample's labels are (name, value)
+    /// pairs as the agent sent them (names are unique: ingest refuses a
+    /// repeated one); the sorted map of an incident key is built only when
+    /// a rule matches.
     pub fn observe_metrics<'m>(
         &mut self,
         host: &HostFacts,
-        samples: impl IntoIterator<Item = (&'m str, &'m BTreeMap<String, String>, f64, i64)>,
+        samples: impl IntoIterator<Item = (&'m str, &'m [(String, String)], f64, i64)>,
     ) -> Vec<Transition> {
         remember(&mut self.hosts, host);
         let in_scope: Vec<&Rule> = self
@@ -325,7 +330,9 @@ impl Engine {
                         fire,
                         recover,
                     } if metric == name
-                        && match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) =>
+                        && match_labels
+                            .iter()
+                            .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v)) =>
                     {
                         let signal = if fire.holds(value) {
                             Signal::Fire
@@ -334,7 +341,7 @@ impl Engine {
                         } else {
                             Signal::Hold
                         };
-                        let key = key(rule, host, labels.clone());
+                        let key = key(rule, host, labels.iter().cloned().collect());
                         let v = Value::Number(value);
                         if signal != Signal::Fire && !self.states.contains_key(&key) {
                             continue;

@@ -81,6 +81,10 @@ pub enum WriteError {
     Closed,
 }
 
+/// A sample's labels as (name, value) pairs, in the order the agent sent
+/// them.
+pub type Labels = Vec<(String, String)>;
+
 /// A stored report as the rules see it, sent after its transaction
 /// committed (so an incident never refers to data that was rolled back).
 #[derive(Debug, Clone, PartialEq)]
@@ -88,8 +92,8 @@ pub struct Committed {
     pub agent_id: Uuid,
     /// When the agent collected it.
     pub at_ms: i64,
-    /// (name, labels, value, time).
-    pub metrics: Vec<(String, BTreeMap<String, String>, f64, i64)>,
+    /// (name, labels as sent, value, time).
+    pub metrics: Vec<(String, Labels, f64, i64)>,
     /// (check id, status text, value).
     pub checks: Vec<(String, String, String)>,
     /// The agent's spool drop counter, for the spool-dropping rule.
