@@ -507,14 +507,7 @@ mod tests {
     use super::*;
 
     fn db() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open(&dir.path().join("x.db")).unwrap();
-        conn.execute(
-            "INSERT INTO agents (agent_id, enrolled_at, enrolled_with_token, cert_serial, cert_sha256)
-             VALUES ('a', 0, 't', 's', 'h')",
-            [],
-        )
-        .unwrap();
+        let (dir, conn) = crate::store::test_db();
         conn.execute(
             "INSERT INTO series (series_id, agent_id, name, labels) VALUES (1, 'a', 'cpu', '{}')",
             [],

@@ -291,6 +291,19 @@ pub struct StoredSample {
     pub value: f64,
 }
 
+/// (agent, sequence, at, body) of every row of a block table, in block
+/// order.
+fn blocks(conn: &Connection, table: &str) -> Vec<(String, i64, i64, Vec<u8>)> {
+    conn.prepare(&format!(
+        "SELECT agent_id, sequence, at, body FROM {table} ORDER BY block_id"
+    ))
+    .unwrap()
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
 /// Every stored sample, block by block (test databases are small).
 pub fn stored_samples(conn: &Connection) -> Vec<StoredSample> {
     let series: std::collections::HashMap<i64, (String, String)> = conn
@@ -300,15 +313,8 @@ pub fn stored_samples(conn: &Connection) -> Vec<StoredSample> {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let mut stmt = conn
-        .prepare("SELECT agent_id, sequence, at, body FROM sample_blocks ORDER BY block_id")
-        .unwrap();
-    let mut rows = stmt.query([]).unwrap();
     let mut out = Vec::new();
-    while let Some(r) = rows.next().unwrap() {
-        let (agent_id, sequence, at): (String, i64, i64) =
-            (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap());
-        let body: Vec<u8> = r.get(3).unwrap();
+    for (agent_id, sequence, at, body) in blocks(conn, "sample_blocks") {
         for (series_id, value) in store::samples::decode(&body).unwrap() {
             let (name, labels) = series.get(&series_id).cloned().unwrap_or_default();
             out.push(StoredSample {
@@ -336,15 +342,8 @@ pub struct StoredCheck {
 
 /// Every stored check result, block by block (test databases are small).
 pub fn stored_checks(conn: &Connection) -> Vec<StoredCheck> {
-    let mut stmt = conn
-        .prepare("SELECT agent_id, sequence, at, body FROM check_blocks ORDER BY block_id")
-        .unwrap();
-    let mut rows = stmt.query([]).unwrap();
     let mut out = Vec::new();
-    while let Some(r) = rows.next().unwrap() {
-        let (agent_id, sequence, at): (String, i64, i64) =
-            (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap());
-        let body: Vec<u8> = r.get(3).unwrap();
+    for (agent_id, sequence, at, body) in blocks(conn, "check_blocks") {
         for result in store::checks::decode(&body).unwrap() {
             out.push(StoredCheck {
                 agent_id: agent_id.clone(),

@@ -895,36 +895,31 @@ impl CheckRow {
     }
 }
 
-/// The latest check results a host's compliance is judged on.
-struct ComplianceQueries<'c> {
-    conn: &'c Connection,
+/// The newest result of `check_id` the host sent before `before`.
+fn latest_check(
+    conn: &Connection,
+    agent_id: &str,
+    check_id: &str,
+    before: i64,
+) -> Result<Option<CheckRow>, StoreError> {
+    Ok(checks::latest_before(conn, agent_id, check_id, before)
+        .map_err(db("reading the latest check result"))?
+        .map(CheckRow::from))
 }
 
-impl<'c> ComplianceQueries<'c> {
-    fn new(conn: &'c Connection) -> Self {
-        Self { conn }
-    }
-
-    fn latest(
-        &mut self,
-        agent_id: &str,
-        check_id: &str,
-        before: i64,
-    ) -> Result<Option<CheckRow>, StoreError> {
-        Ok(checks::latest_before(self.conn, agent_id, check_id, before)
-            .map_err(db("reading the latest check result"))?
-            .map(CheckRow::from))
-    }
-
-    fn baseline(&mut self, agent_id: &str, before: i64) -> Result<Vec<CheckRow>, StoreError> {
-        Ok(
-            checks::latest_with_prefix(self.conn, agent_id, BASELINE_PREFIX, before)
-                .map_err(db("listing baseline checks"))?
-                .into_iter()
-                .map(CheckRow::from)
-                .collect(),
-        )
-    }
+/// The newest result of each baseline check the host sent before `before`.
+fn baseline_checks(
+    conn: &Connection,
+    agent_id: &str,
+    before: i64,
+) -> Result<Vec<CheckRow>, StoreError> {
+    Ok(
+        checks::latest_with_prefix(conn, agent_id, BASELINE_PREFIX, before)
+            .map_err(db("listing baseline checks"))?
+            .into_iter()
+            .map(CheckRow::from)
+            .collect(),
+    )
 }
 
 fn compliance(
@@ -933,7 +928,6 @@ fn compliance(
     span: &Span,
     patch_max_age_days: u32,
 ) -> Result<Compliance, StoreError> {
-    let mut queries = ComplianceQueries::new(conn);
     let mut patch = ComplianceTally::default();
     let mut antivirus = ComplianceTally::default();
     let mut baseline = ComplianceTally::default();
@@ -941,11 +935,11 @@ fn compliance(
     for host in hosts.fleet_at(span.as_of) {
         patch.add(
             host,
-            patch_state(conn, &mut queries, host, span.as_of, patch_max_age_days)?,
+            patch_state(conn, host, span.as_of, patch_max_age_days)?,
         );
         antivirus.add(
             host,
-            match queries.latest(&host.agent_id, CHECK_ANTIVIRUS, span.as_of)? {
+            match latest_check(conn, &host.agent_id, CHECK_ANTIVIRUS, span.as_of)? {
                 None => HostCompliance::Unknown(format!("no {CHECK_ANTIVIRUS} reported")),
                 Some(c) if c.is_stale(span.as_of) => {
                     HostCompliance::Unknown(c.why_stale(span.as_of))
@@ -963,7 +957,7 @@ fn compliance(
                 },
             },
         );
-        let items = queries.baseline(&host.agent_id, span.as_of)?;
+        let items = baseline_checks(conn, &host.agent_id, span.as_of)?;
         let ids = |status: &[&str]| {
             items
                 .iter()
@@ -1026,12 +1020,11 @@ struct PendingSeries {
 
 fn patch_state(
     conn: &Connection,
-    queries: &mut ComplianceQueries<'_>,
     host: &Host,
     as_of: i64,
     max_age_days: u32,
 ) -> Result<HostCompliance, StoreError> {
-    if let Some(check) = queries.latest(&host.agent_id, CHECK_SECURITY_PENDING, as_of)?
+    if let Some(check) = latest_check(conn, &host.agent_id, CHECK_SECURITY_PENDING, as_of)?
         && check.status == "unknown"
     {
         return Ok(HostCompliance::Unknown(check.why_unknown()));

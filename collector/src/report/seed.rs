@@ -159,17 +159,24 @@ impl Seeder<'_> {
         reason: &str,
     ) -> Result<(), StoreError> {
         let result = checks::CheckResult {
-            check_id: check_id.into(),
-            title: check_id.into(),
-            status: status.into(),
-            value: value.into(),
             evidence: "seeded".into(),
-            reason: reason.into(),
-            ..Default::default()
+            ..seeded_check(check_id, status, value, reason)
         };
         checks::insert_block(self.tx, agent_id, at / 300_000, at, &[result])
             .map(drop)
             .map_err(err("seeding the report dataset"))
+    }
+}
+
+/// A seeded check result, titled by its id; `reason` only for `unknown`.
+fn seeded_check(check_id: &str, status: &str, value: &str, reason: &str) -> checks::CheckResult {
+    checks::CheckResult {
+        check_id: check_id.into(),
+        title: check_id.into(),
+        status: status.into(),
+        value: value.into(),
+        reason: reason.into(),
+        ..Default::default()
     }
 }
 
@@ -1093,15 +1100,7 @@ pub fn seed_fleet(
                 90..=94 => ("critical", "disabled: real-time protection off", ""),
                 _ => ("unknown", "", "antivirus state could not be determined"),
             };
-            let result = |id: &str, status: &str, value: &str, reason: &str| checks::CheckResult {
-                check_id: id.into(),
-                title: id.into(),
-                status: status.into(),
-                value: value.into(),
-                reason: reason.into(),
-                ..Default::default()
-            };
-            let mut results = vec![result(CHECK_ANTIVIRUS, av.0, av.1, av.2)];
+            let mut results = vec![seeded_check(CHECK_ANTIVIRUS, av.0, av.1, av.2)];
             let patch = if pending > 0.0 {
                 ("critical", format!("{pending} security"), "")
             } else if rng.random_bool(0.03) {
@@ -1109,14 +1108,19 @@ pub fn seed_fleet(
             } else {
                 ("ok", "0 security".to_owned(), "")
             };
-            results.push(result(CHECK_SECURITY_PENDING, patch.0, &patch.1, patch.2));
+            results.push(seeded_check(
+                CHECK_SECURITY_PENDING,
+                patch.0,
+                &patch.1,
+                patch.2,
+            ));
             for id in FLEET_BASELINE {
                 let status = match rng.random_range(0..100) {
                     0..=91 => "ok",
                     92..=96 => "critical",
                     _ => "unknown",
                 };
-                results.push(result(id, status, "", ""));
+                results.push(seeded_check(id, status, "", ""));
             }
             checks::insert_block(&tx, &agent_id, 1, at, &results).map_err(err(what))?;
         }

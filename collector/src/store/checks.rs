@@ -316,18 +316,6 @@ mod tests {
         }
     }
 
-    fn db() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open(&dir.path().join("c.db")).unwrap();
-        conn.execute(
-            "INSERT INTO agents (agent_id, hostname, enrolled_at, enrolled_with_token, cert_serial, cert_sha256)
-             VALUES ('a', 'a', 0, 't', 's', 'h')",
-            [],
-        )
-        .unwrap();
-        (dir, conn)
-    }
-
     #[test]
     fn a_block_round_trips_and_damage_is_an_error() {
         let results = vec![result("av.defender", "ok"), result("baseline.x", "unknown")];
@@ -341,7 +329,7 @@ mod tests {
 
     #[test]
     fn the_latest_result_of_each_check_is_found_before_any_time() {
-        let (_dir, conn) = db();
+        let (_dir, conn) = crate::store::test_db();
         let hour = CATALOG_LAG_MS;
         // Every 5 minutes for 10 hours: av and baseline.a; baseline.b stops
         // after hour 2; patch.pending only every 6 hours.
@@ -389,7 +377,7 @@ mod tests {
 
     #[test]
     fn a_late_result_older_than_the_first_is_still_found() {
-        let (_dir, conn) = db();
+        let (_dir, conn) = crate::store::test_db();
         insert_block(&conn, "a", 2, 10 * CATALOG_LAG_MS, &[result("av", "ok")]).unwrap();
         insert_block(&conn, "a", 1, CATALOG_LAG_MS, &[result("av", "critical")]).unwrap();
         let t = latest_before(&conn, "a", "av", 2 * CATALOG_LAG_MS)
@@ -492,7 +480,7 @@ mod tests {
 
     #[test]
     fn a_report_reads_back_its_own_results_sorted() {
-        let (_dir, conn) = db();
+        let (_dir, conn) = crate::store::test_db();
         insert_block(
             &conn,
             "a",

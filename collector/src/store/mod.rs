@@ -588,6 +588,22 @@ pub fn schema_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
+/// A fresh database at the current schema in a temporary directory, with
+/// agent `a` enrolled: what the storage and maintenance unit tests start
+/// from.
+#[cfg(test)]
+pub(crate) fn test_db() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let conn = open(&dir.path().join("test.db")).expect("a fresh database");
+    conn.execute(
+        "INSERT INTO agents (agent_id, hostname, enrolled_at, enrolled_with_token, cert_serial, cert_sha256)
+         VALUES ('a', 'a', 0, 't', 's', 'h')",
+        [],
+    )
+    .expect("agent a");
+    (dir, conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

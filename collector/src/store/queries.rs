@@ -349,24 +349,25 @@ pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>, StoreError> {
     let mut hosts: Vec<HostRow> = rows
         .collect::<Result<_, _>>()
         .map_err(sql("listing hosts"))?;
-    let latest = |agent: &str, name: &str, since: i64| {
-        super::samples::latest_by_name(conn, agent, name, since)
-            .map_err(sql("reading latest samples"))
-    };
     for h in &mut hosts {
-        h.cpu_usage_pct = latest(&h.agent_id, "cpu.usage_pct", i64::MIN)?
-            .first()
-            .copied();
-        h.memory_used_pct = latest(&h.agent_id, "memory.used_pct", i64::MIN)?
-            .first()
-            .copied();
         // Filesystems of the newest report only: a volume unmounted since
         // does not count.
-        if let Some(last) = h.last_report_at {
-            h.disk_max_used_pct = latest(&h.agent_id, "fs.used_pct", last)?
-                .into_iter()
-                .reduce(f64::max);
-        }
+        let fs_since = h.last_report_at.unwrap_or(i64::MAX);
+        let [cpu, memory, fs]: [Vec<f64>; 3] = super::samples::latest_by_names(
+            conn,
+            &h.agent_id,
+            &[
+                ("cpu.usage_pct", i64::MIN),
+                ("memory.used_pct", i64::MIN),
+                ("fs.used_pct", fs_since),
+            ],
+        )
+        .map_err(sql("reading latest samples"))?
+        .try_into()
+        .expect("one list per name asked for");
+        h.cpu_usage_pct = cpu.first().copied();
+        h.memory_used_pct = memory.first().copied();
+        h.disk_max_used_pct = fs.into_iter().reduce(f64::max);
     }
     Ok(hosts)
 }

@@ -180,43 +180,60 @@ pub fn latest_point(
     Ok(found)
 }
 
-/// Blocks `latest_by_name` looks through, newest first: an hour of reports
+/// Blocks `latest_by_names` looks through, newest first: an hour of reports
 /// at the agent's default 10 s interval. A listing must not read a host's
 /// whole history for a metric it stopped sending.
 const LATEST_SCAN_BLOCKS: i64 = 400;
 
-/// The values of the series named `name` of one agent in its newest block
-/// (`at >= since`, among the newest [`LATEST_SCAN_BLOCKS`]) that has any;
-/// empty when none has.
-pub fn latest_by_name(
+/// For each (metric name, since) asked for: the values of the agent's
+/// series of that name in its newest block (`at >= since`, among the newest
+/// [`LATEST_SCAN_BLOCKS`]) that has any; empty when none has. One pass over
+/// the blocks serves every name.
+pub fn latest_by_names(
     conn: &Connection,
     agent_id: &str,
-    name: &str,
-    since: i64,
-) -> rusqlite::Result<Vec<f64>> {
-    let ids: Vec<i64> = conn
-        .prepare_cached("SELECT series_id FROM series WHERE agent_id = ?1 AND name = ?2")?
-        .query_map(params![agent_id, name], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
+    wanted: &[(&str, i64)],
+) -> rusqlite::Result<Vec<Vec<f64>>> {
+    let mut by_name =
+        conn.prepare_cached("SELECT series_id FROM series WHERE agent_id = ?1 AND name = ?2")?;
+    let mut ids: Vec<Vec<i64>> = Vec::with_capacity(wanted.len());
+    for (name, _) in wanted {
+        ids.push(
+            by_name
+                .query_map(params![agent_id, name], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?,
+        );
     }
+    let mut out: Vec<Vec<f64>> = vec![Vec::new(); wanted.len()];
+    // A name is settled once found, or when it has no series at all.
+    let mut open: Vec<usize> = (0..wanted.len()).filter(|&i| !ids[i].is_empty()).collect();
+    let Some(since) = open.iter().map(|&i| wanted[i].1).min() else {
+        return Ok(out);
+    };
     let mut stmt = conn.prepare_cached(
-        "SELECT body FROM sample_blocks WHERE agent_id = ?1 AND at >= ?2
+        "SELECT at, body FROM sample_blocks WHERE agent_id = ?1 AND at >= ?2
          ORDER BY at DESC, block_id DESC LIMIT ?3",
     )?;
     let mut rows = stmt.query(params![agent_id, since, LATEST_SCAN_BLOCKS])?;
     while let Some(r) = rows.next()? {
-        let values: Vec<f64> = decode(r.get_ref(0)?.as_blob()?)?
-            .into_iter()
-            .filter(|(id, _)| ids.contains(id))
-            .map(|(_, v)| v)
-            .collect();
-        if !values.is_empty() {
-            return Ok(values);
+        let at: i64 = r.get(0)?;
+        let samples = decode(r.get_ref(1)?.as_blob()?)?;
+        open.retain(|&i| {
+            if at < wanted[i].1 {
+                return true;
+            }
+            out[i] = samples
+                .iter()
+                .filter(|(id, _)| ids[i].contains(id))
+                .map(|&(_, v)| v)
+                .collect();
+            out[i].is_empty()
+        });
+        if open.is_empty() {
+            break;
         }
     }
-    Ok(Vec::new())
+    Ok(out)
 }
 
 /// Migration 9: moves the rows of the old `samples` table into blocks (one
@@ -280,6 +297,43 @@ mod tests {
         let samples: Vec<(i64, f64)> = (1000..1100).map(|i| (i, i as f64 * 0.37)).collect();
         let body = encode(&samples);
         assert!(body.len() < 100 * 9 + 16, "{} bytes", body.len());
+    }
+
+    #[test]
+    fn latest_values_of_several_names_come_from_one_pass_newest_first() {
+        let (_dir, conn) = crate::store::test_db();
+        conn.execute_batch(
+            "INSERT INTO series (series_id, agent_id, name, labels) VALUES
+                (1, 'a', 'cpu', '{}'), (2, 'a', 'fs', '{\"m\":\"/\"}'),
+                (3, 'a', 'fs', '{\"m\":\"/old\"}'), (4, 'a', 'mem', '{}')",
+        )
+        .unwrap();
+        // Report 1 at 100: every metric, and a volume unmounted since.
+        insert_block(
+            &conn,
+            "a",
+            1,
+            100,
+            &[(1, 10.0), (2, 50.0), (3, 99.0), (4, 70.0)],
+        )
+        .unwrap();
+        // Report 2 at 200: cpu and the one volume left; no memory figure.
+        insert_block(&conn, "a", 2, 200, &[(1, 20.0), (2, 60.0)]).unwrap();
+        let got = latest_by_names(
+            &conn,
+            "a",
+            &[
+                ("cpu", i64::MIN),
+                ("mem", i64::MIN),
+                ("fs", 200),
+                ("nope", i64::MIN),
+            ],
+        )
+        .unwrap();
+        assert_eq!(got, vec![vec![20.0], vec![70.0], vec![60.0], vec![]]);
+        // Nothing at or after `since`: nothing, not an older value.
+        let later = latest_by_names(&conn, "a", &[("fs", 201)]).unwrap();
+        assert_eq!(later, vec![Vec::<f64>::new()]);
     }
 
     #[test]

@@ -229,21 +229,9 @@ mod tests {
         assert_ne!(cache.key("m", &[]), cache.key("m", &[label("", "")]));
     }
 
-    fn db() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open(&dir.path().join("s.db")).unwrap();
-        conn.execute(
-            "INSERT INTO agents (agent_id, enrolled_at, enrolled_with_token, cert_serial, cert_sha256)
-             VALUES ('a', 0, 't', 's', 'h')",
-            [],
-        )
-        .unwrap();
-        (dir, conn)
-    }
-
     #[test]
     fn a_series_created_by_a_job_rolled_back_is_forgotten_with_it() {
-        let (_dir, conn) = db();
+        let (_dir, conn) = crate::store::test_db();
         let mut cache = SeriesCache::new(100);
         conn.execute_batch("BEGIN").unwrap();
         cache.job_started();
@@ -276,7 +264,7 @@ mod tests {
 
     #[test]
     fn the_hourly_budget_refuses_new_series_not_known_ones() {
-        let (_dir, conn) = db();
+        let (_dir, conn) = crate::store::test_db();
         let mut cache = SeriesCache::new(2);
         let hour = 3_600_000;
         assert!(cache.id(&conn, "a", "x", &[], 0).unwrap().is_some());
