@@ -1,7 +1,14 @@
 //! Rule evaluation as reports are committed: feeds the rules engine what the
 //! writer committed, ticks it every second (for `for`/`clear_for` and agent
-//! offline detection) and writes its transitions as incident updates
-//! through the writer. Runs as one task owning the engine.
+//! offline detection) and hands its transitions, as incident updates, to a
+//! recorder task that writes them (and SLA clock events) through the writer
+//! and announces them.
+//!
+//! The split is what lets the writer wait for the rules: the writer blocks
+//! while the rules' queue is full, so the task taking reports from that
+//! queue must never wait on the writer. The recorder's queue is therefore
+//! unbounded; it holds incident changes, not reports, and drains at the
+//! writer's pace.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +17,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
@@ -67,8 +75,17 @@ impl Alerting {
         facts_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut sla_tick = tokio::time::interval(SLA_TICK);
-        sla_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut silences_tick = tokio::time::interval(SLA_TICK);
+        silences_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (to_recorder, updates) = mpsc::unbounded_channel();
+        let recorder = Recorder {
+            writer: self.writer,
+            read: self.read.clone(),
+            clock: self.clock.clone(),
+            reopen_window_ms: self.reopen_window_ms,
+            notifier: self.notifier,
+        };
+        let recorder = tokio::spawn(recorder.run(updates).in_current_span());
         loop {
             let transitions = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
@@ -119,9 +136,8 @@ impl Alerting {
                     }
                     continue;
                 }
-                _ = sla_tick.tick() => {
+                _ = silences_tick.tick() => {
                     self.silences = load_silences(&self.read, self.clock.now_ms()).await;
-                    self.advance_sla().await;
                     continue;
                 }
                 Some(rules) = self.reload.recv() => {
@@ -156,32 +172,72 @@ impl Alerting {
                 .into_iter()
                 .filter_map(|t| to_update(t, sla, silences, &groups_of))
                 .collect();
-            match self.writer.incidents(updates, self.reopen_window_ms).await {
-                Ok(applied) => {
-                    let mut notices = Vec::new();
-                    for a in applied {
-                        match a {
-                            Applied::Opened(id) | Applied::Reopened(id) => {
-                                tracing::warn!(incident = id, "incident opened");
-                                notices.push((id, NotificationKind::Opened));
-                            }
-                            Applied::Resolved(id) => {
-                                tracing::info!(incident = id, "incident resolved automatically");
-                                notices.push((id, NotificationKind::Resolved));
-                            }
-                            Applied::Updated(_) | Applied::Nothing => {}
-                        }
-                    }
-                    self.announce(notices).await;
-                }
-                Err(e) => tracing::error!(error = %e, "cannot record incident changes"),
+            // Fails only once the recorder has stopped (never before us).
+            let _ = to_recorder.send(updates);
+        }
+        // The writer may be waiting for room in our queue while the
+        // recorder waits for the writer: closing it lets the writer go on.
+        self.committed.close();
+        drop(to_recorder);
+        // The recorder writes what is queued, then stops.
+        let _ = recorder.await;
+        tracing::debug!("alerting stopped");
+    }
+}
+
+/// Writes incident changes and SLA clock events through the writer, in the
+/// order they happened, and announces them. One task, so an SLA step never
+/// overtakes a transition queued before it.
+struct Recorder {
+    writer: WriterHandle,
+    read: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
+    reopen_window_ms: i64,
+    notifier: Option<Notifier>,
+}
+
+impl Recorder {
+    /// Runs until `updates` closes (the alerting loop stopped), having
+    /// written everything queued before.
+    async fn run(self, mut updates: mpsc::UnboundedReceiver<Vec<IncidentUpdate>>) {
+        let mut sla_tick = tokio::time::interval(SLA_TICK);
+        sla_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                batch = updates.recv() => match batch {
+                    Some(batch) => self.record(batch).await,
+                    None => break,
+                },
+                _ = sla_tick.tick() => self.advance_sla().await,
             }
         }
-        tracing::debug!("alerting stopped");
+    }
+
+    async fn record(&self, updates: Vec<IncidentUpdate>) {
+        match self.writer.incidents(updates, self.reopen_window_ms).await {
+            Ok(applied) => {
+                let mut notices = Vec::new();
+                for a in applied {
+                    match a {
+                        Applied::Opened(id) | Applied::Reopened(id) => {
+                            tracing::warn!(incident = id, "incident opened");
+                            notices.push((id, NotificationKind::Opened));
+                        }
+                        Applied::Resolved(id) => {
+                            tracing::info!(incident = id, "incident resolved automatically");
+                            notices.push((id, NotificationKind::Resolved));
+                        }
+                        Applied::Updated(_) | Applied::Nothing => {}
+                    }
+                }
+                self.announce(notices).await;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot record incident changes"),
+        }
     }
 
     /// Advances every open incident's SLA clock and records what happened.
-    async fn advance_sla(&mut self) {
+    async fn advance_sla(&self) {
         let read = self.read.clone();
         let pending = tokio::task::spawn_blocking(move || {
             let conn = read.lock().unwrap_or_else(|e| e.into_inner());
@@ -473,8 +529,102 @@ async fn load_hosts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xunjian_proto::{Label, Metric, MetricBatch, Report, Section, section};
 
     const MIN: i64 = 60_000;
+
+    /// A report whose one sample breaches the rule below under a label of
+    /// its own, so each report opens an incident.
+    fn breaching(seq: u64) -> Report {
+        Report {
+            sequence: seq,
+            collected_at_unix_ms: 1_700_000_000_000 + seq as i64,
+            sections: vec![Section {
+                kind: Some(section::Kind::Metrics(MetricBatch {
+                    metrics: vec![Metric {
+                        name: "fs.used_pct".into(),
+                        labels: vec![Label {
+                            name: "mount".into(),
+                            value: format!("/m{seq}"),
+                        }],
+                        value: 99.0,
+                        at_unix_ms: 0,
+                    }],
+                })),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn with_a_full_rules_queue_every_report_is_evaluated_and_nothing_deadlocks() {
+        // A queue of one place: the writer waits for the rules on nearly
+        // every report while the rules' incidents go through the writer.
+        let rules = crate::rules::parse_rules(
+            "test",
+            r#"
+[[rule]]
+id = "fs"
+title = "{labels.mount} on {host} at {value}%"
+severity = "III"
+hosts = "all"
+metric = "fs.used_pct"
+op = ">="
+threshold = 85
+recover_threshold = 80
+"#,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (tx, committed) = mpsc::channel(1);
+        let (writer, thread) = store::Writer::spawn(&path, Some(tx)).unwrap();
+        let agent = store::enrolled_agent(&writer, &path).await;
+        let shutdown = CancellationToken::new();
+        let alerting = Alerting {
+            engine: Engine::new(rules),
+            committed,
+            writer: writer.clone(),
+            read: Arc::new(Mutex::new(store::open_read_only(&path).unwrap())),
+            clock: Arc::new(crate::clock::SystemClock),
+            reopen_window_ms: 0,
+            sla: SlaPolicy::default(),
+            silences: Vec::new(),
+            notifier: None,
+            reload: mpsc::channel(1).1,
+            shutdown: shutdown.clone(),
+        };
+        let alerting = tokio::spawn(alerting.run());
+        const REPORTS: u64 = 200;
+        let acks = async {
+            let mut pending = Vec::new();
+            for seq in 1..=REPORTS {
+                pending.push(writer.store_report(agent, breaching(seq), 1, 5).await);
+            }
+            for ack in pending {
+                assert_eq!(ack.await.unwrap(), Ok(store::Stored { duplicate: false }));
+            }
+        };
+        // Generous: this guards against a deadlock, not a speed.
+        tokio::time::timeout(Duration::from_secs(120), acks)
+            .await
+            .expect("the writer and the rules deadlocked");
+        let conn = store::open_read_only(&path).unwrap();
+        let opened = || -> i64 {
+            conn.query_row("SELECT count(*) FROM incidents", [], |r| r.get(0))
+                .unwrap()
+        };
+        // Every report reached the rules; their incidents are written by
+        // the recorder, which drains its queue before alerting stops.
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(120), alerting)
+            .await
+            .expect("alerting stopped")
+            .unwrap();
+        assert_eq!(opened(), REPORTS as i64);
+        drop(writer);
+        thread.join();
+    }
 
     #[test]
     fn sla_events_are_recorded_once_each_and_stop_when_met() {

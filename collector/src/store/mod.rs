@@ -604,6 +604,24 @@ pub(crate) fn test_db() -> (tempfile::TempDir, Connection) {
     (dir, conn)
 }
 
+/// Enrolls a fresh agent through the writer, as the Enroll RPC does.
+#[cfg(test)]
+pub(crate) async fn enrolled_agent(handle: &WriterHandle, db: &Path) -> uuid::Uuid {
+    let agent = uuid::Uuid::new_v4();
+    let mut conn = open(db).expect("the database");
+    let t = create_token(&mut conn, 0, i64::MAX / 2, 1, "t", "").expect("a token");
+    let new = NewAgent {
+        agent_id: agent,
+        hostname: "h".into(),
+        agent_version: "v".into(),
+        cert_serial: "s".into(),
+        cert_sha256: "c".into(),
+    };
+    let enrolled = handle.enroll(t.secret, new, 1).await;
+    assert!(matches!(enrolled, Ok(Ok(_))), "{enrolled:?}");
+    agent
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -143,9 +144,11 @@ impl Committed {
     }
 }
 
-/// Committed reports waiting for the rules, at most. When full the rules
-/// miss that report (counted and logged): ingest never waits for them, and
-/// the next report carries fresh values.
+/// Committed reports waiting for the rules, at most. When full the writer
+/// waits for room before it acknowledges: a report the rules never saw
+/// could hide a breach, so the rules slow ingest down (agents keep the
+/// reports in their spools) rather than miss one. The alerting task never
+/// waits on the writer while it takes reports, so this cannot deadlock.
 pub const COMMITTED_CAPACITY: usize = 4096;
 
 /// The outcome of storing one report.
@@ -504,14 +507,14 @@ impl Outcome {
         }
     }
 
-    /// Answers the job; a committed report also goes to the rules. False
-    /// when the rules' queue was full and the report is not evaluated.
-    fn send(self, committed: Option<&mpsc::Sender<Committed>>) -> bool {
-        let mut evaluated = true;
+    /// Answers the job. A committed report goes to the rules first, waiting
+    /// for room in their queue (see [`COMMITTED_CAPACITY`]): its ack leaves
+    /// only once the rules have it.
+    fn send(self, committed: Option<&mpsc::Sender<Committed>>, waits: &mut WaitsForRules) {
         match self {
             Outcome::Report(d, r, c) => {
                 if let (Some(tx), Some(c)) = (committed, c) {
-                    evaluated = tx.try_send(c).is_ok();
+                    waits.hand_over(tx, c);
                 }
                 drop(d.send(r))
             }
@@ -520,37 +523,50 @@ impl Outcome {
             Outcome::Hello(d, r) => drop(d.send(r)),
             Outcome::Enroll(d, r) => drop(d.send(r)),
         }
-        evaluated
     }
 }
 
-/// Reports the rules could not take, logged at most every
-/// [`SKIPPED_LOG_INTERVAL`] with their count: at thousands of reports a
-/// second, one line per report would flood the log when it matters most.
+/// Hands committed reports to the rules and keeps account of the time the
+/// writer waited for them, logged at most every [`WAIT_LOG_INTERVAL`]: at
+/// thousands of reports a second, a line per wait would flood the log when
+/// it matters most.
 #[derive(Default)]
-struct SkippedByRules {
-    unlogged: u64,
-    total: u64,
-    last_logged: Option<std::time::Instant>,
+struct WaitsForRules {
+    unlogged: Duration,
+    total: Duration,
+    last_logged: Option<Instant>,
 }
 
-const SKIPPED_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-impl SkippedByRules {
-    fn add(&mut self, n: u64) {
-        self.unlogged += n;
-        self.total += n;
+impl WaitsForRules {
+    fn hand_over(&mut self, tx: &mpsc::Sender<Committed>, c: Committed) {
+        let c = match tx.try_send(c) {
+            Ok(()) => return,
+            // The rules have stopped (shutdown): nothing left to evaluate.
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Full(c)) => c,
+        };
+        let started = Instant::now();
+        // The writer is a plain thread, never a runtime worker, so it may block.
+        let _ = tx.blocking_send(c);
+        self.waited(started.elapsed());
+    }
+
+    fn waited(&mut self, d: Duration) {
+        self.unlogged += d;
+        self.total += d;
         let due = self
             .last_logged
-            .is_none_or(|t| t.elapsed() >= SKIPPED_LOG_INTERVAL);
-        if self.unlogged > 0 && due {
+            .is_none_or(|t| t.elapsed() >= WAIT_LOG_INTERVAL);
+        if due {
             tracing::warn!(
-                skipped = self.unlogged,
-                skipped_total = self.total,
-                "rules are behind; committed reports were not evaluated (their queue is full)"
+                waited_ms = self.unlogged.as_millis() as u64,
+                waited_total_ms = self.total.as_millis() as u64,
+                "rules are behind; storage waited for them (acks are delayed, agents keep spooling)"
             );
-            self.unlogged = 0;
-            self.last_logged = Some(std::time::Instant::now());
+            self.unlogged = Duration::ZERO;
+            self.last_logged = Some(Instant::now());
         }
     }
 }
@@ -562,7 +578,7 @@ fn run(
     max_new_series_per_hour: usize,
 ) {
     let mut series = SeriesCache::new(max_new_series_per_hour);
-    let mut skipped = SkippedByRules::default();
+    let mut waits = WaitsForRules::default();
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = Vec::new();
         let mut checkpoints = Vec::new();
@@ -589,18 +605,14 @@ fn run(
             commit_batch(&mut conn, &mut series, jobs)
         };
         // Before the next batch: later reports of a failed stream must see it.
-        let mut not_evaluated = 0;
         for (outcome, gate) in outcomes.into_iter().zip(gates) {
             if let Some(gate) = gate
                 && !outcome.is_ok()
             {
                 gate.close();
             }
-            if !outcome.send(committed.as_ref()) {
-                not_evaluated += 1;
-            }
+            outcome.send(committed.as_ref(), &mut waits);
         }
-        skipped.add(not_evaluated);
         // After the batch's commit: a checkpoint cannot run inside it.
         if !checkpoints.is_empty() {
             let r = checkpoint_passive(&conn).map_err(|e| classify(&e));
@@ -1025,6 +1037,7 @@ fn clamp_i64(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::enrolled_agent;
     use xunjian_proto::{Inventory, Label, Metric, MetricBatch, Section};
 
     fn report(seq: u64) -> Report {
@@ -1046,22 +1059,6 @@ mod tests {
             }],
             ..Default::default()
         }
-    }
-
-    /// Enrolls a fresh agent through the writer, as the Enroll RPC does.
-    async fn enrolled_agent(handle: &WriterHandle, db: &Path) -> Uuid {
-        let agent = Uuid::new_v4();
-        let mut conn = super::super::open(db).unwrap();
-        let t = super::super::create_token(&mut conn, 0, i64::MAX / 2, 1, "t", "").unwrap();
-        let new = NewAgent {
-            agent_id: agent,
-            hostname: "h".into(),
-            agent_version: "v".into(),
-            cert_serial: "s".into(),
-            cert_sha256: "c".into(),
-        };
-        assert!(handle.enroll(t.secret, new, 1).await.unwrap().is_ok());
-        agent
     }
 
     async fn store(handle: &WriterHandle, agent: Uuid, seqs: std::ops::RangeInclusive<u64>) {
@@ -1337,6 +1334,37 @@ mod tests {
             )
             .unwrap();
         assert_eq!((series, samples, counted), (5_000, 5_000, 995_000));
+    }
+
+    #[tokio::test]
+    async fn a_full_rules_queue_delays_the_ack_instead_of_skipping_the_report() {
+        const NOW: i64 = 1_700_000_000_100;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (tx, mut rules) = mpsc::channel(1);
+        let (handle, writer) = Writer::spawn(&path, Some(tx)).unwrap();
+        let agent = enrolled_agent(&handle, &path).await;
+        let first = handle.store_report(agent, report(1), 1, NOW).await;
+        assert_eq!(first.await.unwrap(), Ok(Stored { duplicate: false }));
+        // The queue (one place) now holds report 1: report 2 is stored but
+        // its ack waits until the rules take something.
+        let mut second = handle.store_report(agent, report(2), 1, NOW).await;
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut second).await;
+        assert!(early.is_err(), "acked while the rules could not take it");
+        let mut seen = vec![rules.recv().await.unwrap().at_ms];
+        assert_eq!(second.await.unwrap(), Ok(Stored { duplicate: false }));
+        seen.push(rules.recv().await.unwrap().at_ms);
+        assert_eq!(
+            seen,
+            [1_700_000_000_001, 1_700_000_000_002],
+            "in order, none missed"
+        );
+        // Once the rules have stopped, storing goes on without them.
+        drop(rules);
+        let third = handle.store_report(agent, report(3), 1, NOW).await;
+        assert_eq!(third.await.unwrap(), Ok(Stored { duplicate: false }));
+        drop(handle);
+        writer.join();
     }
 
     #[test]
