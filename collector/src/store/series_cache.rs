@@ -13,7 +13,9 @@
 //! ids to the next series created).
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+use siphasher::sip128::{Hasher128, SipHasher13};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use xunjian_proto::Label;
@@ -23,7 +25,7 @@ use xunjian_proto::Label;
 const SERIES_CACHE_MAX: usize = 2_000_000;
 
 /// Hashes a [`SeriesKey`] by its own bits: they are already the output of
-/// SipHash under this process's random keys, so hashing them again would
+/// SipHash under this process's random key, so hashing them again would
 /// only cost time, and no client can aim collisions at them.
 #[derive(Default)]
 struct KeyBits(u64);
@@ -45,9 +47,10 @@ impl Hasher for KeyBits {
     }
 }
 
-/// A 128-bit key for (metric name, labels) within one agent: two
-/// independent SipHash runs. Two series sharing a key would share an id,
-/// so 64 bits would not do.
+/// A 128-bit key for (metric name, labels) within one agent: SipHash-1-3
+/// with 128-bit output under a random key. Two series sharing a key would
+/// share an id, so 64 bits would not do. (Two 64-bit runs over the same
+/// strings, as before, cost twice the hashing: 9 % of the writer.)
 type SeriesKey = u128;
 type KeyMap = HashMap<SeriesKey, i64, BuildHasherDefault<KeyBits>>;
 
@@ -59,7 +62,8 @@ struct AgentSeries {
 
 #[derive(Default)]
 pub struct SeriesCache {
-    keys: RandomState,
+    /// This process's SipHash key, random.
+    keys: (u64, u64),
     agents: HashMap<String, AgentSeries>,
     known_len: usize,
     /// (agent, key) of every staged id, in the order staged.
@@ -77,6 +81,7 @@ impl SeriesCache {
     pub fn new(new_per_hour: usize) -> Self {
         Self {
             new_per_hour,
+            keys: rand::random(),
             ..Self::default()
         }
     }
@@ -84,27 +89,24 @@ impl SeriesCache {
     /// The key of a series of one agent. Labels count as the stored JSON
     /// does: sorted by name, the last of a repeated name winning.
     fn key(&self, name: &str, labels: &[Label]) -> SeriesKey {
-        let half = |salt: u8| {
-            let mut h = self.keys.build_hasher();
-            (salt, name).hash(&mut h);
-            if labels.is_sorted_by(|a, b| a.name < b.name) {
-                labels.len().hash(&mut h);
-                for l in labels {
-                    (&l.name, &l.value).hash(&mut h);
-                }
-            } else {
-                let sorted: BTreeMap<&str, &str> = labels
-                    .iter()
-                    .map(|l| (l.name.as_str(), l.value.as_str()))
-                    .collect();
-                sorted.len().hash(&mut h);
-                for pair in sorted {
-                    pair.hash(&mut h);
-                }
+        let mut h = SipHasher13::new_with_keys(self.keys.0, self.keys.1);
+        name.hash(&mut h);
+        if labels.is_sorted_by(|a, b| a.name < b.name) {
+            labels.len().hash(&mut h);
+            for l in labels {
+                (&l.name, &l.value).hash(&mut h);
             }
-            h.finish()
-        };
-        (u128::from(half(0)) << 64) | u128::from(half(1))
+        } else {
+            let sorted: BTreeMap<&str, &str> = labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str()))
+                .collect();
+            sorted.len().hash(&mut h);
+            for pair in sorted {
+                pair.hash(&mut h);
+            }
+        }
+        h.finish128().into()
     }
 
     /// The series id, creating the series if the agent's hourly budget

@@ -602,7 +602,7 @@ fn run(
         let outcomes = if jobs.is_empty() {
             Vec::new()
         } else {
-            commit_batch(&mut conn, &mut series, jobs)
+            commit_batch(&mut conn, &mut series, jobs, committed.is_some())
         };
         // Before the next batch: later reports of a failed stream must see it.
         for (outcome, gate) in outcomes.into_iter().zip(gates) {
@@ -626,8 +626,14 @@ fn run(
 
 /// Applies every job in one transaction, each inside its own savepoint so a
 /// job with unstorable content fails alone. A storage-level failure (disk
-/// full, I/O) fails the whole batch as retryable.
-fn commit_batch(conn: &mut Connection, series: &mut SeriesCache, jobs: Vec<TxJob>) -> Vec<Outcome> {
+/// full, I/O) fails the whole batch as retryable. `to_rules`: whether
+/// committed reports are handed to the rules (else nothing is built for them).
+fn commit_batch(
+    conn: &mut Connection,
+    series: &mut SeriesCache,
+    jobs: Vec<TxJob>,
+    to_rules: bool,
+) -> Vec<Outcome> {
     let count = jobs.len();
     let tx = match conn.transaction() {
         Ok(tx) => tx,
@@ -662,7 +668,7 @@ fn commit_batch(conn: &mut Connection, series: &mut SeriesCache, jobs: Vec<TxJob
             continue;
         }
         series.job_started();
-        let outcome = apply(&tx, series, job);
+        let outcome = apply(&tx, series, job, to_rules);
         let release = if outcome.is_ok() {
             tx.execute_batch("RELEASE job")
         } else {
@@ -716,7 +722,7 @@ fn unapplied(job: TxJob, err: WriteError) -> Outcome {
     }
 }
 
-fn apply(conn: &Connection, series: &mut SeriesCache, job: TxJob) -> Outcome {
+fn apply(conn: &Connection, series: &mut SeriesCache, job: TxJob, to_rules: bool) -> Outcome {
     match job {
         TxJob::Report {
             agent_id,
@@ -728,12 +734,9 @@ fn apply(conn: &Connection, series: &mut SeriesCache, job: TxJob) -> Outcome {
         } => {
             let r = store_report(conn, series, agent_id, &report, bytes, received_at_ms);
             let committed = match &r {
-                Ok((Stored { duplicate: false }, refused)) => Some(Committed::from_report(
-                    agent_id,
-                    report,
-                    received_at_ms,
-                    *refused,
-                )),
+                Ok((Stored { duplicate: false }, refused)) if to_rules => Some(
+                    Committed::from_report(agent_id, report, received_at_ms, *refused),
+                ),
                 _ => None,
             };
             Outcome::Report(done, r.map(|(s, _)| s).map_err(|e| classify(&e)), committed)
