@@ -361,7 +361,13 @@ async fn sender_loop(config: AgentConfig, creds: Credentials, link: Link, stop: 
             Err(e) if e.is_auth() => {
                 tracing::error!(error = %e, "the collector does not accept this agent")
             }
-            Err(e) => tracing::warn!(error = %e, "stream to the collector ended"),
+            Err(e) => {
+                tracing::warn!(error = %e, "stream to the collector ended");
+                if transport::quarantine_rejected(&link, &e).await {
+                    // What held the stream back is gone: no reason to wait.
+                    backoff.reset();
+                }
+            }
         }
         if stop.is_cancelled() {
             break;

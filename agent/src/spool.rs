@@ -9,12 +9,16 @@
 //! * `spool.meta` is a small text file (`key value` lines plus a trailing `crc32` line) with the
 //!   acknowledged watermark, the highest sequence ever handed out and the persistent drop
 //!   counters. It is always replaced atomically (temp file, fsync, rename, directory fsync).
+//! * `quarantine/<seq, 20 digits>.report` (the record's payload) and `.reason` (the
+//!   collector's words): reports the collector refused for their content, the newest
+//!   [`QUARANTINE_KEEP`], owner-only.
 //!
 //! # Guarantees
 //!
 //! Nothing is lost silently: data only leaves the disk when it is acknowledged, when the size
-//! bound forces the oldest segments out, or when recovery finds corruption. The latter two are
-//! counted in persistent totals and logged.
+//! bound forces the oldest segments out, when recovery finds corruption, or when the collector
+//! refuses a report for its content (quarantined). All but the first are counted in the
+//! persistent drop totals and logged.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -37,6 +41,10 @@ const META_FILE: &str = "spool.meta";
 const META_TMP_FILE: &str = "spool.meta.tmp";
 const META_MAGIC: &str = "xunjian-spool-meta v1";
 const READ_BUF: usize = 64 * 1024;
+const QUARANTINE_DIR: &str = "quarantine";
+/// Quarantined reports kept for inspection; older ones are deleted (they
+/// stay counted as dropped).
+pub const QUARANTINE_KEEP: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -471,7 +479,60 @@ impl Spool {
         };
         write_meta(&self.dir, &meta)?;
         self.meta = meta;
+        self.remove_acked_segments()
+    }
 
+    /// The collector refused the report at the head of the spool for its content and named
+    /// its sequence: resending it can never succeed, and would hold back everything after it
+    /// for good. It is copied to `quarantine/` for inspection, counted as dropped (so the
+    /// collector's spool-drop rule raises an incident) and acknowledged here. False, and
+    /// nothing changed, when `seq` is not the next unacknowledged record.
+    pub fn quarantine(&mut self, seq: u64, reason: &str) -> Result<bool, SpoolError> {
+        if Some(seq) != self.meta.acked_seq.checked_add(1) {
+            return Ok(false);
+        }
+        let Some((found, payload)) = self.read_after(self.meta.acked_seq, 1)?.pop() else {
+            return Ok(false);
+        };
+        if found != seq {
+            return Ok(false);
+        }
+        let dir = self.dir.join(QUARANTINE_DIR);
+        crate::fsutil::create_dir_private(&dir).map_err(io_err("create quarantine", &dir))?;
+        let base = dir.join(format!("{seq:0width$}", width = SEGMENT_DIGITS));
+        for (ext, bytes) in [
+            ("report", payload.as_slice()),
+            ("reason", reason.as_bytes()),
+        ] {
+            let path = base.with_extension(ext);
+            crate::fsutil::write_atomic(&path, bytes, 0o600)
+                .map_err(io_err("write quarantined report", &path))?;
+        }
+        prune_quarantine(&dir);
+        let meta = Meta {
+            acked_seq: seq,
+            dropped_reports_total: self.meta.dropped_reports_total.saturating_add(1),
+            dropped_bytes_total: self
+                .meta
+                .dropped_bytes_total
+                .saturating_add(HEADER_LEN + payload.len() as u64),
+            ..self.meta
+        };
+        write_meta(&self.dir, &meta)?;
+        self.meta = meta;
+        error!(
+            sequence = seq,
+            kept = %base.with_extension("report").display(),
+            reason,
+            "the collector refused this report for its content; quarantined and counted as dropped"
+        );
+        self.remove_acked_segments()?;
+        Ok(true)
+    }
+
+    /// Deletes the segments whose every record is acknowledged.
+    fn remove_acked_segments(&mut self) -> Result<(), SpoolError> {
+        let seq = self.meta.acked_seq;
         let mut removed = false;
         while self.segments.front().is_some_and(|s| s.last_seq() <= seq) {
             if let Some(front) = self.segments.front() {
@@ -681,6 +742,30 @@ fn parse_segment_name(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// Keeps the newest [`QUARANTINE_KEEP`] quarantined reports. Best effort: a
+/// file that cannot be deleted is logged, and the bound is tried again next time.
+fn prune_quarantine(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut reports: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "report"))
+        .collect();
+    // Zero-padded names: sorted by name is sorted by sequence.
+    reports.sort();
+    let excess = reports.len().saturating_sub(QUARANTINE_KEEP);
+    for old in &reports[..excess] {
+        for path in [old.clone(), old.with_extension("reason")] {
+            if let Err(e) = fs::remove_file(&path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                error!(path = %path.display(), error = %e, "cannot delete an old quarantined report");
+            }
+        }
+    }
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
@@ -969,6 +1054,53 @@ mod tests {
     }
 
     const MB: u64 = 1024 * 1024;
+
+    #[test]
+    fn a_refused_head_is_quarantined_counted_and_the_rest_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path(), 16 * MB).unwrap();
+        for _ in 1..=QUARANTINE_KEEP + 3 {
+            spool.append(|s| payload(s, 100)).unwrap();
+        }
+        // Only the next unacknowledged record can be refused.
+        assert!(!spool.quarantine(2, "not the head").unwrap());
+        assert!(!spool.quarantine(0, "nothing").unwrap());
+        assert_eq!(spool.status().dropped_reports_total, 0);
+        assert!(spool.quarantine(1, "metric Bad Name").unwrap());
+        assert!(!spool.quarantine(1, "again").unwrap(), "already set aside");
+        assert_eq!(seqs(&spool.read_after(0, 1).unwrap()), vec![2]);
+        let status = spool.status();
+        assert_eq!((status.acked_seq, status.dropped_reports_total), (1, 1));
+        assert_eq!(status.dropped_bytes_total, HEADER_LEN + 100);
+        let kept = dir.path().join(QUARANTINE_DIR).join(format!("{:020}", 1));
+        assert_eq!(
+            fs::read(kept.with_extension("report")).unwrap(),
+            payload(1, 100)
+        );
+        assert_eq!(
+            fs::read_to_string(kept.with_extension("reason")).unwrap(),
+            "metric Bad Name"
+        );
+        // Survives a restart, and the quarantine keeps only the newest.
+        drop(spool);
+        let (mut spool, _) = Spool::open(dir.path(), 16 * MB).unwrap();
+        assert_eq!(spool.status().dropped_reports_total, 1);
+        for seq in 2..=QUARANTINE_KEEP as u64 + 3 {
+            assert!(spool.quarantine(seq, "refused").unwrap());
+        }
+        let mut left: Vec<String> = fs::read_dir(dir.path().join(QUARANTINE_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2 * QUARANTINE_KEEP);
+        assert_eq!(left[0], format!("{:020}.reason", 4));
+        assert_eq!(
+            spool.status().dropped_reports_total,
+            QUARANTINE_KEEP as u64 + 3
+        );
+        assert_eq!(spool.status().pending_reports, 0);
+    }
 
     #[test]
     fn append_read_ack_reopen() {

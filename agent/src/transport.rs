@@ -36,7 +36,13 @@ pub enum StreamError {
     #[error("cannot connect to {url}: {detail}")]
     Connect { url: String, detail: String },
     #[error("the collector refused the stream: {code:?}: {message}")]
-    Refused { code: tonic::Code, message: String },
+    Refused {
+        code: tonic::Code,
+        message: String,
+        /// The report the collector will never store, when it named one
+        /// ([`xunjian_proto::REJECTED_SEQUENCE_METADATA`]).
+        rejected: Option<u64>,
+    },
     #[error("the collector closed the stream")]
     Closed,
     #[error("spool: {0}")]
@@ -284,6 +290,34 @@ async fn apply_ack(link: &Link, seq: u64) -> Result<(), StreamError> {
     Ok(())
 }
 
+/// When the stream ended because the collector refused a report for its
+/// content, sets that report aside in the spool's quarantine so the next
+/// stream starts after it. True when one was quarantined.
+pub async fn quarantine_rejected(link: &Link, ended: &StreamError) -> bool {
+    let StreamError::Refused {
+        rejected: Some(seq),
+        message,
+        ..
+    } = ended
+    else {
+        return false;
+    };
+    let (spool, seq, reason) = (link.spool.clone(), *seq, message.clone());
+    match tokio::task::spawn_blocking(move || lock(&spool).quarantine(seq, &reason)).await {
+        Ok(Ok(true)) => {
+            publish_acked(link, seq);
+            true
+        }
+        // Not the head any more (acknowledged meanwhile): nothing to set aside.
+        Ok(Ok(false)) => false,
+        Ok(Err(e)) => {
+            tracing::error!(sequence = seq, error = %e, "cannot quarantine the refused report");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
 /// Raises the published ack watermark (never lowers it).
 fn publish_acked(link: &Link, seq: u64) {
     link.acked.send_if_modified(|cur| {
@@ -320,7 +354,16 @@ pub fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
 }
 
 fn refused(status: tonic::Status) -> StreamError {
+    let rejected = (status.code() == tonic::Code::InvalidArgument)
+        .then(|| {
+            status
+                .metadata()
+                .get(xunjian_proto::REJECTED_SEQUENCE_METADATA)
+        })
+        .flatten()
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     StreamError::Refused {
+        rejected,
         code: status.code(),
         message: status.message().to_owned(),
     }

@@ -311,7 +311,7 @@ impl ingest_server::Ingest for IngestService {
             }
             Err(e) => {
                 tracing::warn!(agent = %agent, sequence, error = %e, "submitted report not stored");
-                Err(write_status(&e))
+                Err(report_status(sequence, &e))
             }
         }
     }
@@ -467,7 +467,7 @@ async fn ack_in_order(
                 }),
                 Err(e) => {
                     tracing::warn!(sequence = seq, error = %e, "report not stored");
-                    Err(write_status(&e))
+                    Err(report_status(seq, &e))
                 }
             },
             Pending::Fail(status) => Err(status),
@@ -502,12 +502,13 @@ fn check_claim(agent: Uuid, claimed: &str) -> Result<(), Status> {
 pub fn validate_report(agent: Uuid, r: &Report, last_seq: u64) -> Result<(), Status> {
     use limits::*;
     check_claim(agent, &r.claimed_agent_id)?;
-    let bad = |m: String| Err(Status::invalid_argument(m));
+    // The content checks name the report: the agent cannot fix it by resending.
+    let bad = |m: String| Err(rejected(r.sequence, Status::invalid_argument(m)));
     if r.sequence == 0 || r.sequence <= last_seq {
-        return bad(format!(
+        return Err(Status::invalid_argument(format!(
             "report sequence {} must be above the previous one on this stream ({last_seq})",
             r.sequence
-        ));
+        )));
     }
     if r.sections.len() > SECTIONS {
         return bad(format!(
@@ -606,13 +607,34 @@ fn inbound_error(status: Status) -> Status {
     }
 }
 
+/// Marks `status` as the refusal of report `sequence` for its content
+/// ([`xunjian_proto::REJECTED_SEQUENCE_METADATA`]).
+fn rejected(sequence: u64, mut status: Status) -> Status {
+    status.metadata_mut().insert(
+        xunjian_proto::REJECTED_SEQUENCE_METADATA,
+        tonic::metadata::MetadataValue::from(sequence),
+    );
+    status
+}
+
+/// [`write_status`] of storing report `sequence`: a rejection names it.
+fn report_status(sequence: u64, e: &WriteError) -> Status {
+    match e {
+        WriteError::Rejected(m) => rejected(
+            sequence,
+            Status::invalid_argument(format!("storage rejected report {sequence}: {m}")),
+        ),
+        other => write_status(other),
+    }
+}
+
 fn write_status(e: &WriteError) -> Status {
     match e {
         WriteError::Unavailable(m) => {
             Status::unavailable(format!("storage cannot commit now, retry later: {m}"))
         }
         WriteError::Rejected(m) => {
-            Status::invalid_argument(format!("storage rejected the report: {m}"))
+            Status::invalid_argument(format!("storage rejected the request: {m}"))
         }
         WriteError::Closed => Status::unavailable("the collector is shutting down"),
     }
@@ -647,6 +669,39 @@ mod tests {
         assert!(validate_report(a, &report(1, vec![]), 0).is_ok());
         assert!(validate_report(a, &report(0, vec![]), 0).is_err());
         assert!(validate_report(a, &report(5, vec![]), 5).is_err());
+    }
+
+    fn rejected_sequence(status: &Status) -> Option<String> {
+        status
+            .metadata()
+            .get(xunjian_proto::REJECTED_SEQUENCE_METADATA)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn a_refusal_for_content_names_the_report_and_others_do_not() {
+        let a = Uuid::new_v4();
+        let bad_name = validate_report(a, &report(7, vec![metric("Bad Name")]), 0).unwrap_err();
+        assert_eq!(bad_name.code(), tonic::Code::InvalidArgument);
+        assert_eq!(rejected_sequence(&bad_name).as_deref(), Some("7"));
+        // Out of order is the stream's fault, not the report's: resending
+        // in order fixes it, so nothing is named.
+        let order = validate_report(a, &report(5, vec![]), 5).unwrap_err();
+        assert_eq!(order.code(), tonic::Code::InvalidArgument);
+        assert_eq!(rejected_sequence(&order), None);
+        let mut other = report(8, vec![metric("Bad Name")]);
+        other.claimed_agent_id = Uuid::new_v4().to_string();
+        assert_eq!(
+            rejected_sequence(&validate_report(a, &other, 0).unwrap_err()),
+            None
+        );
+        let stored = report_status(9, &WriteError::Rejected("constraint".into()));
+        assert_eq!(rejected_sequence(&stored).as_deref(), Some("9"));
+        let busy = report_status(9, &WriteError::Unavailable("disk full".into()));
+        assert_eq!(
+            (busy.code(), rejected_sequence(&busy)),
+            (tonic::Code::Unavailable, None)
+        );
     }
 
     #[test]

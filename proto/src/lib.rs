@@ -16,6 +16,11 @@ pub use v1::*;
 /// samples and 10 check results is 6 KiB) with room to spare.
 pub const INLINE_REPORT_MAX_BYTES: usize = 16 * 1024;
 
+/// Status metadata naming the one report whose content the collector will
+/// never store (see the proto's `Ingest`): the agent quarantines it rather
+/// than resend it forever ahead of everything after it.
+pub const REJECTED_SEQUENCE_METADATA: &str = "xunjian-rejected-sequence";
+
 /// Prefix of the URI SAN that carries an agent's identity in its client
 /// certificate: `xunjian://agent/<uuid>`.
 pub const AGENT_URI_PREFIX: &str = "xunjian://agent/";

@@ -487,6 +487,70 @@ async fn an_outage_within_the_spool_bound_loses_nothing_and_past_it_drops_the_ol
     collector.stop().await;
 }
 
+/// A report the collector will never store (here a metric name it refuses,
+/// as a faulty plugin could produce) would be resent forever ahead of
+/// everything after it: the agent sets it aside in its quarantine, counts it
+/// as dropped, and the reports after it are delivered.
+#[tokio::test]
+async fn a_report_refused_for_its_content_is_quarantined_and_the_reports_after_it_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = TestCollector::start(&data).await;
+    let agent_dir = dir.path().join("agent");
+    let creds = enroll_agent(&data, &collector.url(), &agent_dir).await;
+    let config = bulky_agent_config(dir.path(), &agent_dir, &collector.url());
+    {
+        let (mut spool, _) =
+            Spool::open(&config.data_dir.join("spool"), config.spool.max_bytes).unwrap();
+        let seq = spool
+            .append(|seq| {
+                prost::Message::encode_to_vec(&Report {
+                    sequence: seq,
+                    collected_at_unix_ms: SystemClock.now_ms(),
+                    sections: vec![Section {
+                        kind: Some(section::Kind::Metrics(MetricBatch {
+                            metrics: vec![Metric {
+                                name: "Bad Name".into(),
+                                value: 1.0,
+                                ..Default::default()
+                            }],
+                        })),
+                    }],
+                    ..Default::default()
+                })
+            })
+            .unwrap();
+        assert_eq!(seq, 1);
+    }
+    let agent = TestAgent::start(&config).await;
+    // The two start-up reports come after the refused one.
+    settled(&agent).await;
+    let conn = db(&data);
+    assert_eq!(stored_sequences(&conn, creds.agent_id), vec![2, 3]);
+    let kept = config
+        .data_dir
+        .join("spool/quarantine")
+        .join(format!("{:020}", 1));
+    let reason = std::fs::read_to_string(kept.with_extension("reason")).unwrap();
+    assert!(reason.contains("Bad Name"), "{reason}");
+    assert!(kept.with_extension("report").exists());
+    assert_eq!(agent.handle.spool_status().dropped_reports_total, 1);
+    // Counted like any drop: the next report carries it and the default
+    // rule opens an incident.
+    let seq = agent.collect_one().await;
+    agent.wait_acked(seq).await;
+    let incident = format!(
+        "SELECT count(*) FROM incidents WHERE rule_id = 'agent.spool_dropping' AND agent_id = '{}' AND state = 'open'",
+        creds.agent_id
+    );
+    wait_until("the spool-drop incident to open", || {
+        count(&conn, &incident) == 1
+    })
+    .await;
+    agent.stop().await;
+    collector.stop().await;
+}
+
 /// An agent process's config: the `disks` area only (inode usage from
 /// statvfs, no CPU sampling), so it spools a report about every 10 ms.
 fn write_fast_agent_toml(path: &Path, agent_dir: &Path, url: &str) {
