@@ -56,6 +56,10 @@ const ROLLING_BELOW: &str = "rollup.rolling_below_block";
 /// While an hour is being rolled up: agents up to this rowid are done.
 const ROLLING_CURSOR: &str = "rollup.rolling_agent_rowid";
 const WATERMARK_PRESENCE: &str = "presence.received_at";
+/// When check catalogs were last pruned (`prune_check_catalog`).
+const CATALOG_PRUNED_AT: &str = "checks.catalog_pruned_at";
+/// How often check catalogs are pruned: each time reads the whole catalog.
+const CATALOG_PRUNE_EVERY_MS: i64 = 86_400_000;
 
 /// What `[retention]` keeps.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -186,6 +190,26 @@ fn state(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached("SELECT value FROM maintenance_state WHERE name = ?1")?
         .query_row([name], |r| r.get(0))
         .optional()
+}
+
+/// Forgets catalog entries of checks an agent stopped reporting before the
+/// retention cutoff (a removed plugin's checks), at most [`CHUNK`]. Only
+/// when none of the agent's remaining check blocks falls in the entry's
+/// range: a late old block not yet pruned keeps its entry, so every stored
+/// result stays inside its catalog range (ARCHITECTURE invariant 14).
+fn prune_check_catalog(conn: &Connection, raw_cutoff: i64) -> rusqlite::Result<u64> {
+    let lag = crate::store::checks::CATALOG_LAG_MS;
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM agent_checks WHERE (agent_id, check_id) IN
+                (SELECT c.agent_id, c.check_id FROM agent_checks c
+                 WHERE c.last_at + ?2 <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM check_blocks b
+                                   WHERE b.agent_id = c.agent_id AND b.at < c.last_at + ?2)
+                 LIMIT ?3)",
+        )?
+        .execute(params![raw_cutoff, lag, CHUNK])?;
+    Ok(n as u64)
 }
 
 /// Merges blocks that arrived for hours whose rollup has already started
@@ -456,6 +480,17 @@ pub fn enforce_retention(
             (SELECT agent_id, hour FROM presence_hourly WHERE hour < ?1 LIMIT ?2)",
         &[&rollup_cutoff, &CHUNK],
     )?;
+    // After the check blocks' step, so the entries of blocks it just
+    // removed can go in the same pass.
+    if now_ms - watermark(conn, CATALOG_PRUNED_AT)? >= CATALOG_PRUNE_EVERY_MS {
+        let n = prune_check_catalog(conn, raw_cutoff)?;
+        rows += n;
+        if (n as i64) < CHUNK {
+            set_watermark(conn, CATALOG_PRUNED_AT, now_ms)?;
+        } else {
+            more = true;
+        }
+    }
     Ok(Step { rows, more })
 }
 
@@ -786,6 +821,66 @@ mod tests {
         // Before the kept block there is nothing left to find.
         let gone = crate::store::checks::latest_before(&conn, "a", "av", now - day).unwrap();
         assert_eq!(gone, None);
+    }
+
+    #[test]
+    fn retention_forgets_checks_an_agent_stopped_reporting_once_their_blocks_are_gone() {
+        let (_d, conn) = db();
+        let day = 86_400_000;
+        let now = 100 * day;
+        let result = |id: &str| crate::store::checks::CheckResult {
+            check_id: id.into(),
+            status: "ok".into(),
+            ..Default::default()
+        };
+        let catalog = |conn: &Connection| -> Vec<String> {
+            conn.prepare("SELECT check_id FROM agent_checks ORDER BY check_id")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        conn.execute(
+            "INSERT INTO agents (agent_id, hostname, enrolled_at, enrolled_with_token, cert_serial, cert_sha256)
+             VALUES ('b', 'b', 0, 't', 's', 'h')",
+            [],
+        )
+        .unwrap();
+        // "retired" and "old" were last reported 90 days ago, "current" yesterday.
+        let checks = crate::store::checks::insert_block;
+        checks(&conn, "a", 1, 10 * day, &[result("retired")]).unwrap();
+        checks(&conn, "a", 2, now - day, &[result("current")]).unwrap();
+        checks(&conn, "b", 1, 10 * day, &[result("old")]).unwrap();
+        checks(&conn, "b", 2, now - day, &[result("current")]).unwrap();
+        let all = ["current", "current", "old", "retired"];
+        assert_eq!(catalog(&conn), all);
+        // While an old block is still stored, its entry stays (the blocks'
+        // own pruning goes from the front and may not have reached it).
+        let cutoff = now - RetentionConfig::default().raw.as_millis() as i64;
+        assert_eq!(prune_check_catalog(&conn, cutoff).unwrap(), 0);
+        assert_eq!(catalog(&conn), all);
+        enforce_retention(&conn, now, &RetentionConfig::default()).unwrap();
+        assert_eq!(catalog(&conn), ["current", "current"]);
+        // A late old result lands behind newer blocks: the blocks' pruning
+        // waits for the front to reach it, and its entry stays meanwhile.
+        checks(&conn, "b", 3, 10 * day, &[result("late")]).unwrap();
+        enforce_retention(&conn, now + day, &RetentionConfig::default()).unwrap();
+        assert_eq!(catalog(&conn), ["current", "current", "late"]);
+        let found = crate::store::checks::latest_before(&conn, "b", "late", now).unwrap();
+        assert_eq!(
+            found.map(|t| t.at),
+            Some(10 * day),
+            "a stored result stays findable"
+        );
+        // Once it is gone the entry goes, at the next daily pruning (it
+        // reads the whole catalog, so not every pass).
+        conn.execute("DELETE FROM check_blocks WHERE sequence = 3", [])
+            .unwrap();
+        enforce_retention(&conn, now + day + 1, &RetentionConfig::default()).unwrap();
+        assert_eq!(catalog(&conn), ["current", "current", "late"]);
+        enforce_retention(&conn, now + 2 * day, &RetentionConfig::default()).unwrap();
+        assert_eq!(catalog(&conn), ["current", "current"]);
     }
 
     #[test]
