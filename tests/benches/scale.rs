@@ -14,7 +14,9 @@
 //! 250), `XUNJIAN_SCALE_DIR` (where the collector's data and the ceiling's
 //! databases go; default the system temp dir), `XUNJIAN_SCALE_COLLECTOR_BIN`
 //! (run this `xunjian` binary instead of the workspace-built harness, e.g.
-//! `target/release/xunjian` after `cargo build --release --bin xunjian`).
+//! `target/release/xunjian` after `cargo build --release --bin xunjian`),
+//! `XUNJIAN_SCALE_WRITER_CACHE_MIB` (the collector's
+//! `storage.writer_cache_mib`; unset: its default).
 //! With the defaults it takes about 1.5 minutes. It measures and prints; it
 //! asserts nothing, so it is not a test.
 //!
@@ -45,6 +47,7 @@ struct Settings {
     ramp_rate: u32,
     dir: PathBuf,
     collector_bin: Option<PathBuf>,
+    writer_cache_mib: Option<u32>,
 }
 
 fn env_duration(name: &str, default: Duration) -> Duration {
@@ -66,6 +69,12 @@ impl Settings {
             ramp_rate: load::env_or("XUNJIAN_SCALE_RAMP_RATE", 250),
             dir: std::env::var_os("XUNJIAN_SCALE_DIR").map_or_else(std::env::temp_dir, Into::into),
             collector_bin: std::env::var_os("XUNJIAN_SCALE_COLLECTOR_BIN").map(Into::into),
+            writer_cache_mib: std::env::var("XUNJIAN_SCALE_WRITER_CACHE_MIB")
+                .ok()
+                .map(|v| {
+                    v.parse()
+                        .unwrap_or_else(|e| panic!("XUNJIAN_SCALE_WRITER_CACHE_MIB={v:?}: {e}"))
+                }),
         }
     }
 }
@@ -234,6 +243,13 @@ fn main() {
     let port = free_port();
     let config = dir.path().join("collector.toml");
     write_collector_toml(&config, &data, port);
+    if let Some(mib) = s.writer_cache_mib {
+        // The file ends in its [storage] table.
+        let mut toml = std::fs::read_to_string(&config).expect("the config just written");
+        toml.push_str(&format!("writer_cache_mib = {mib}\n"));
+        std::fs::write(&config, toml).expect("the config rewritten");
+        println!("collector storage.writer_cache_mib = {mib}");
+    }
     let log = dir.path().join("collector.log");
     let config_arg = config.to_str().expect("a UTF-8 temp path");
     let collector = match &s.collector_bin {

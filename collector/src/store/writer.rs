@@ -30,17 +30,43 @@ use super::series_cache::SeriesCache;
 
 /// Jobs waiting for the writer, at most.
 pub const QUEUE_CAPACITY: usize = 1024;
-/// The WAL file is cut back to this when it starts over.
+/// The WAL file is cut back to this when it starts over: the length at
+/// which the checkpointer has it start over (`server::WAL_RESTART_PAGES`),
+/// so under heavy ingest the file is reused rather than cut and regrown.
 const WAL_FILE_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
-/// SQLite's page cache on the writer's connection, KiB (SQLite's default is
-/// 2 MiB). Each report appends to its agent's runs in the report, block and
-/// check-result indexes: at 10,000 agents those are hundreds of MiB, and a
-/// seek that misses the cache reads the page from the file (the OS cache,
-/// usually). Measured with the `writer` benchmark at 10,000 agents, when
-/// samples were still rows: 5.99 µs per row at 2 MiB, 5.88 at 16 MiB, 5.65
-/// at 64 MiB; 16 MiB keeps most of the collector's memory for its
-/// connections.
-const WRITER_CACHE_KIB: i64 = 16 * 1024;
+/// SQLite's page cache on the writer's connection by default, MiB
+/// (`storage.writer_cache_mib`; SQLite's own default is 2 MiB). Each report
+/// appends to its agent's runs in the report, block and check-result
+/// indexes: at thousands of agents those are hundreds of MiB, and a seek
+/// that misses the cache reads the page from the WAL or the file (the OS
+/// cache, usually). 16 MiB keeps the collector's memory for its connections
+/// (10,000 agents under 1 GiB); at 5,000 reports/s, 64 MiB halved the
+/// slow batches and kept the ack p99 under 250 ms for four minutes (README).
+pub const DEFAULT_WRITER_CACHE_MIB: u32 = 16;
+
+/// The operator's settings for the writer (`[server]` and `[storage]`).
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// New series one agent may create per hour (`server.max_new_series_per_hour`).
+    pub max_new_series_per_hour: usize,
+    /// The database file's cap (`storage.max_db_bytes`): past it, writes
+    /// fail with SQLITE_FULL, retryable like a full disk.
+    pub max_db_bytes: Option<u64>,
+    /// The writer connection's page cache (`storage.writer_cache_mib`).
+    pub cache_mib: u32,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self {
+            max_new_series_per_hour: DEFAULT_MAX_NEW_SERIES_PER_HOUR,
+            max_db_bytes: None,
+            cache_mib: DEFAULT_WRITER_CACHE_MIB,
+        }
+    }
+}
+/// A batch taking this long is logged (debug): where ack latency comes from.
+const SLOW_BATCH: Duration = Duration::from_millis(100);
 /// Jobs in one transaction, at most.
 const MAX_BATCH: usize = 512;
 /// New series one agent may create per hour unless configured otherwise
@@ -282,18 +308,24 @@ impl Writer {
         committed: Option<mpsc::Sender<Committed>>,
         max_new_series_per_hour: usize,
     ) -> Result<(WriterHandle, Writer), StoreError> {
-        Self::spawn_limited(path, committed, max_new_series_per_hour, None)
+        let options = WriterOptions {
+            max_new_series_per_hour,
+            ..WriterOptions::default()
+        };
+        Self::spawn_configured(path, committed, &options)
     }
 
-    /// [`Writer::spawn_with`], with the database file capped at
-    /// `max_db_bytes` (`storage.max_db_bytes`): past it, writes fail with
-    /// SQLITE_FULL, retryable like a full disk.
-    pub fn spawn_limited(
+    /// [`Writer::spawn`] with the operator's settings.
+    pub fn spawn_configured(
         path: &Path,
         committed: Option<mpsc::Sender<Committed>>,
-        max_new_series_per_hour: usize,
-        max_db_bytes: Option<u64>,
+        options: &WriterOptions,
     ) -> Result<(WriterHandle, Writer), StoreError> {
+        let WriterOptions {
+            max_new_series_per_hour,
+            max_db_bytes,
+            cache_mib,
+        } = *options;
         let conn = super::open(path)?;
         // Checkpoints copy the WAL into the database file and fsync it; done
         // by the writer they stall every commit behind them. The collector
@@ -305,7 +337,7 @@ impl Writer {
         // which spares the file system from allocating and zeroing pages.
         conn.pragma_update(None, "journal_size_limit", WAL_FILE_LIMIT_BYTES)
             .map_err(super::sql("setting the WAL size limit"))?;
-        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+        conn.pragma_update(None, "cache_size", -(i64::from(cache_mib) * 1024))
             .map_err(super::sql("sizing the page cache"))?;
         // Each job runs in a savepoint, whose journal of the pages it
         // changes spills to a temporary file past 64 KiB: system calls for
@@ -599,11 +631,20 @@ fn run(
                 _ => None,
             })
             .collect();
+        let started = Instant::now();
+        let count = jobs.len();
         let outcomes = if jobs.is_empty() {
             Vec::new()
         } else {
             commit_batch(&mut conn, &mut series, jobs, committed.is_some())
         };
+        if started.elapsed() >= SLOW_BATCH {
+            tracing::debug!(
+                jobs = count,
+                ms = started.elapsed().as_millis() as u64,
+                "slow storage batch"
+            );
+        }
         // Before the next batch: later reports of a failed stream must see it.
         for (outcome, gate) in outcomes.into_iter().zip(gates) {
             if let Some(gate) = gate
@@ -615,7 +656,9 @@ fn run(
         }
         // After the batch's commit: a checkpoint cannot run inside it.
         if !checkpoints.is_empty() {
+            let started = Instant::now();
             let r = checkpoint_passive(&conn).map_err(|e| classify(&e));
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, result = ?r, "writer finished a checkpoint");
             for done in checkpoints {
                 let _ = done.send(r.clone());
             }
@@ -1368,6 +1411,31 @@ mod tests {
         assert_eq!(third.await.unwrap(), Ok(Stored { duplicate: false }));
         drop(handle);
         writer.join();
+    }
+
+    #[tokio::test]
+    async fn the_writer_cache_is_the_configured_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let cache = |options: WriterOptions| {
+            let path = path.clone();
+            async move {
+                let (handle, writer) = Writer::spawn_configured(&path, None, &options).unwrap();
+                let kib: i64 = handle
+                    .run(|c| Ok(c.pragma_query_value(None, "cache_size", |r| r.get(0))?))
+                    .await
+                    .unwrap();
+                drop(handle);
+                writer.join();
+                kib
+            }
+        };
+        assert_eq!(cache(WriterOptions::default()).await, -16 * 1024);
+        let options = WriterOptions {
+            cache_mib: 64,
+            ..WriterOptions::default()
+        };
+        assert_eq!(cache(options).await, -64 * 1024);
     }
 
     #[test]
