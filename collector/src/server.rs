@@ -454,9 +454,9 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// writer finishes the checkpoint (see [`crate::store::WriterHandle::finish_checkpoint`]).
 /// Below it, the WAL file is reused as is. At 5,000 reports/s the WAL grows
 /// by about 120 MiB a second, so the writer finishes one at every
-/// checkpoint (2 s). A 512 MiB WAL made that rarer but every page read
-/// slower (SQLite looks a page up in one hash table per 4,096 WAL frames):
-/// the writer's finish went from 55 to 93 ms (median) and the ack p99 up.
+/// checkpoint (2 s). A 512 MiB threshold, tried, measured worse (the
+/// writer's finish 93 ms median instead of 55, the ack p99 up), for a
+/// reason not found.
 const WAL_RESTART_PAGES: i64 = 16_384;
 /// Passes the checkpointer makes to catch up with the writer before asking
 /// it to finish, at most.
