@@ -486,11 +486,10 @@ impl Spool {
     /// its sequence: resending it can never succeed, and would hold back everything after it
     /// for good. It is copied to `quarantine/` for inspection, counted as dropped (so the
     /// collector's spool-drop rule raises an incident) and acknowledged here. False, and
-    /// nothing changed, when `seq` is not the next unacknowledged record.
+    /// nothing changed, when `seq` is not the next unacknowledged record held.
     pub fn quarantine(&mut self, seq: u64, reason: &str) -> Result<bool, SpoolError> {
-        if Some(seq) != self.meta.acked_seq.checked_add(1) {
-            return Ok(false);
-        }
+        // The next record, whatever its number: after the bound dropped the
+        // oldest it may be well above the acknowledged watermark.
         let Some((found, payload)) = self.read_after(self.meta.acked_seq, 1)?.pop() else {
             return Ok(false);
         };
@@ -1068,6 +1067,7 @@ mod tests {
         assert_eq!(spool.status().dropped_reports_total, 0);
         assert!(spool.quarantine(1, "metric Bad Name").unwrap());
         assert!(!spool.quarantine(1, "again").unwrap(), "already set aside");
+        assert!(!spool.quarantine(3, "not the head").unwrap());
         assert_eq!(seqs(&spool.read_after(0, 1).unwrap()), vec![2]);
         let status = spool.status();
         assert_eq!((status.acked_seq, status.dropped_reports_total), (1, 1));
@@ -1100,6 +1100,27 @@ mod tests {
             QUARANTINE_KEEP as u64 + 3
         );
         assert_eq!(spool.status().pending_reports, 0);
+    }
+
+    #[test]
+    fn a_refused_head_after_a_drop_at_the_bound_is_quarantined_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path(), 256 * 1024).unwrap();
+        for _ in 0..100 {
+            spool.append(|s| payload(s, 10 * 1024)).unwrap();
+        }
+        let dropped = spool.status().dropped_reports_total;
+        let head = spool.read_after(0, 1).unwrap()[0].0;
+        assert!(head > 1, "the bound dropped the oldest");
+        assert_eq!(spool.status().acked_seq, 0);
+        assert!(!spool.quarantine(head + 1, "not the head").unwrap());
+        assert!(spool.quarantine(head, "refused").unwrap());
+        assert_eq!(spool.read_after(0, 1).unwrap()[0].0, head + 1);
+        let status = spool.status();
+        assert_eq!(
+            (status.acked_seq, status.dropped_reports_total),
+            (head, dropped + 1)
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! The split is what lets the writer wait for the rules: the writer blocks
 //! while the rules' queue is full, so the task taking reports from that
 //! queue must never wait on the writer. The recorder's queue is therefore
-//! unbounded; it holds incident changes, not reports, and drains at the
-//! writer's pace.
+//! unbounded; it holds incident changes, not reports, and the recorder
+//! takes all that is queued (up to 1,024 reports' worth) in one writer job,
+//! so it keeps up however many reports touch open incidents.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -79,11 +80,11 @@ impl Alerting {
         silences_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (to_recorder, updates) = mpsc::unbounded_channel();
         let recorder = Recorder {
-            writer: self.writer,
+            writer: self.writer.clone(),
             read: self.read.clone(),
             clock: self.clock.clone(),
             reopen_window_ms: self.reopen_window_ms,
-            notifier: self.notifier,
+            notifier: self.notifier.take(),
         };
         let recorder = tokio::spawn(recorder.run(updates).in_current_span());
         loop {
@@ -91,39 +92,7 @@ impl Alerting {
                 _ = self.shutdown.cancelled() => break,
                 c = self.committed.recv() => {
                     let Some(c) = c else { break };
-                    let agent = c.agent_id.to_string();
-                    last_seen.insert(agent.clone(), self.clock.now_ms());
-                    // Facts are loaded once per agent; the inventory that
-                    // changes them arrives rarely (refreshed on restart).
-                    if !known.contains_key(&agent) {
-                        let facts = load_hosts(&self.read, Some(c.agent_id)).await.into_iter().next().map(|(f, _)| f);
-                        let facts = facts.unwrap_or_else(|| HostFacts { agent_id: agent.clone(), ..HostFacts::default() });
-                        self.engine.set_host(facts.clone());
-                        known.insert(agent.clone(), facts);
-                    }
-                    let host = &known[&agent];
-                    let mut out = self.engine.observe_metrics(
-                        host,
-                        c.metrics.iter().map(|(name, labels, value, at)| (name.as_str(), labels.as_slice(), *value, *at)),
-                    );
-                    for (id, status, value) in &c.checks {
-                        out.extend(self.engine.observe_check(host, id, Status::from_text(status), value, c.at_ms));
-                    }
-                    out.extend(self.engine.observe_metric(
-                        host,
-                        SPOOL_DROPPED_METRIC,
-                        &Default::default(),
-                        c.spool_dropped_total as f64,
-                        c.at_ms,
-                    ));
-                    out.extend(self.engine.observe_metric(
-                        host,
-                        crate::store::writer::SERIES_REFUSED_METRIC,
-                        &Default::default(),
-                        c.series_refused as f64,
-                        c.at_ms,
-                    ));
-                    out
+                    self.evaluate(c, &mut last_seen, &mut known).await
                 }
                 _ = tick.tick() => {
                     let now = self.clock.now_ms();
@@ -158,32 +127,106 @@ impl Alerting {
                         .collect()
                 }
             };
-            if transitions.is_empty() {
-                continue;
-            }
-            let (sla, silences) = (&self.sla, &self.silences);
-            let groups_of = |agent: &str| {
-                known
-                    .get(agent)
-                    .map(|f| f.groups.clone())
-                    .unwrap_or_default()
-            };
-            let updates: Vec<IncidentUpdate> = transitions
-                .into_iter()
-                .filter_map(|t| to_update(t, sla, silences, &groups_of))
-                .collect();
-            // Fails only once the recorder has stopped (never before us).
-            let _ = to_recorder.send(updates);
+            self.hand_over(transitions, &known, &to_recorder);
         }
         // The writer may be waiting for room in our queue while the
         // recorder waits for the writer: closing it lets the writer go on.
+        // What is already queued was acknowledged: it is still evaluated.
         self.committed.close();
+        while let Some(c) = self.committed.recv().await {
+            let transitions = self.evaluate(c, &mut last_seen, &mut known).await;
+            self.hand_over(transitions, &known, &to_recorder);
+        }
         drop(to_recorder);
         // The recorder writes what is queued, then stops.
         let _ = recorder.await;
         tracing::debug!("alerting stopped");
     }
+
+    /// Feeds one committed report to the engine.
+    async fn evaluate(
+        &mut self,
+        c: Committed,
+        last_seen: &mut HashMap<String, i64>,
+        known: &mut HashMap<String, HostFacts>,
+    ) -> Vec<Transition> {
+        let agent = c.agent_id.to_string();
+        last_seen.insert(agent.clone(), self.clock.now_ms());
+        // Facts are loaded once per agent; the inventory that changes them
+        // arrives rarely (refreshed on restart).
+        if !known.contains_key(&agent) {
+            let facts = load_hosts(&self.read, Some(c.agent_id))
+                .await
+                .into_iter()
+                .next()
+                .map(|(f, _)| f);
+            let facts = facts.unwrap_or_else(|| HostFacts {
+                agent_id: agent.clone(),
+                ..HostFacts::default()
+            });
+            self.engine.set_host(facts.clone());
+            known.insert(agent.clone(), facts);
+        }
+        let host = &known[&agent];
+        let mut out = self.engine.observe_metrics(
+            host,
+            c.metrics
+                .iter()
+                .map(|(name, labels, value, at)| (name.as_str(), labels.as_slice(), *value, *at)),
+        );
+        for (id, status, value) in &c.checks {
+            out.extend(self.engine.observe_check(
+                host,
+                id,
+                Status::from_text(status),
+                value,
+                c.at_ms,
+            ));
+        }
+        out.extend(self.engine.observe_metric(
+            host,
+            SPOOL_DROPPED_METRIC,
+            &Default::default(),
+            c.spool_dropped_total as f64,
+            c.at_ms,
+        ));
+        out.extend(self.engine.observe_metric(
+            host,
+            crate::store::writer::SERIES_REFUSED_METRIC,
+            &Default::default(),
+            c.series_refused as f64,
+            c.at_ms,
+        ));
+        out
+    }
+
+    /// Turns transitions into incident updates for the recorder.
+    fn hand_over(
+        &self,
+        transitions: Vec<Transition>,
+        known: &HashMap<String, HostFacts>,
+        to_recorder: &mpsc::UnboundedSender<Vec<IncidentUpdate>>,
+    ) {
+        if transitions.is_empty() {
+            return;
+        }
+        let groups_of = |agent: &str| {
+            known
+                .get(agent)
+                .map(|f| f.groups.clone())
+                .unwrap_or_default()
+        };
+        let updates: Vec<IncidentUpdate> = transitions
+            .into_iter()
+            .filter_map(|t| to_update(t, &self.sla, &self.silences, &groups_of))
+            .collect();
+        // Fails only once the recorder has stopped (never before us).
+        let _ = to_recorder.send(updates);
+    }
 }
+
+/// Queued batches of incident changes the recorder writes in one job, at most.
+const RECORD_BATCHES: usize = 1024;
 
 /// Writes incident changes and SLA clock events through the writer, in the
 /// order they happened, and announces them. One task, so an SLA step never
@@ -202,12 +245,22 @@ impl Recorder {
     async fn run(self, mut updates: mpsc::UnboundedReceiver<Vec<IncidentUpdate>>) {
         let mut sla_tick = tokio::time::interval(SLA_TICK);
         sla_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batches = Vec::new();
         loop {
             tokio::select! {
-                batch = updates.recv() => match batch {
-                    Some(batch) => self.record(batch).await,
-                    None => break,
-                },
+                // Queued changes first: an SLA step reads the incidents
+                // and must not act on one whose change is still queued.
+                biased;
+                n = updates.recv_many(&mut batches, RECORD_BATCHES) => {
+                    if n == 0 {
+                        break;
+                    }
+                    // One writer job for everything queued: one job per
+                    // report would fall behind while incidents are open
+                    // (every report of such a host updates them).
+                    let updates = batches.drain(..).flatten().collect();
+                    self.record(updates).await;
+                }
                 _ = sla_tick.tick() => self.advance_sla().await,
             }
         }

@@ -617,13 +617,17 @@ fn rejected(sequence: u64, mut status: Status) -> Status {
     status
 }
 
-/// [`write_status`] of storing report `sequence`: a rejection names it.
+/// [`write_status`] of storing report `sequence`. A storage rejection does
+/// not name the report for quarantine: it may come from the database
+/// (damaged, an unforeseen error, a batch-level step failing every report
+/// in it), and then the reports must wait in the spools, not be set aside.
+/// Content the collector will never store is caught before, by
+/// [`validate_report`].
 fn report_status(sequence: u64, e: &WriteError) -> Status {
     match e {
-        WriteError::Rejected(m) => rejected(
-            sequence,
-            Status::invalid_argument(format!("storage rejected report {sequence}: {m}")),
-        ),
+        WriteError::Rejected(m) => {
+            Status::invalid_argument(format!("storage rejected report {sequence}: {m}"))
+        }
         other => write_status(other),
     }
 }
@@ -695,8 +699,15 @@ mod tests {
             rejected_sequence(&validate_report(a, &other, 0).unwrap_err()),
             None
         );
-        let stored = report_status(9, &WriteError::Rejected("constraint".into()));
-        assert_eq!(rejected_sequence(&stored).as_deref(), Some("9"));
+        // Storage's own refusals may be the database's fault: not named.
+        let stored = report_status(
+            9,
+            &WriteError::Rejected("database disk image is malformed".into()),
+        );
+        assert_eq!(
+            (stored.code(), rejected_sequence(&stored)),
+            (tonic::Code::InvalidArgument, None)
+        );
         let busy = report_status(9, &WriteError::Unavailable("disk full".into()));
         assert_eq!(
             (busy.code(), rejected_sequence(&busy)),

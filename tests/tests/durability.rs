@@ -500,43 +500,50 @@ async fn a_report_refused_for_its_content_is_quarantined_and_the_reports_after_i
     let creds = enroll_agent(&data, &collector.url(), &agent_dir).await;
     let config = bulky_agent_config(dir.path(), &agent_dir, &collector.url());
     {
+        // A good report (its spool count, none sent, reads 0: the rules'
+        // baseline for this agent), then the one the collector refuses.
         let (mut spool, _) =
             Spool::open(&config.data_dir.join("spool"), config.spool.max_bytes).unwrap();
-        let seq = spool
-            .append(|seq| {
-                prost::Message::encode_to_vec(&Report {
-                    sequence: seq,
-                    collected_at_unix_ms: SystemClock.now_ms(),
-                    sections: vec![Section {
-                        kind: Some(section::Kind::Metrics(MetricBatch {
-                            metrics: vec![Metric {
-                                name: "Bad Name".into(),
-                                value: 1.0,
-                                ..Default::default()
-                            }],
-                        })),
-                    }],
-                    ..Default::default()
+        for name in ["probe.ok", "Bad Name"] {
+            spool
+                .append(|seq| {
+                    prost::Message::encode_to_vec(&Report {
+                        sequence: seq,
+                        collected_at_unix_ms: SystemClock.now_ms(),
+                        sections: vec![Section {
+                            kind: Some(section::Kind::Metrics(MetricBatch {
+                                metrics: vec![Metric {
+                                    name: name.into(),
+                                    value: 1.0,
+                                    ..Default::default()
+                                }],
+                            })),
+                        }],
+                        ..Default::default()
+                    })
                 })
-            })
-            .unwrap();
-        assert_eq!(seq, 1);
+                .unwrap();
+        }
     }
     let agent = TestAgent::start(&config).await;
-    // The two start-up reports come after the refused one.
-    settled(&agent).await;
+    // The two start-up reports (3 and 4) come after the refused one.
+    wait_until("the start-up reports to be acknowledged", || {
+        let s = agent.handle.spool_status();
+        s.last_seq >= 4 && s.acked_seq == s.last_seq && agent.acked() == s.last_seq
+    })
+    .await;
     let conn = db(&data);
-    assert_eq!(stored_sequences(&conn, creds.agent_id), vec![2, 3]);
+    assert_eq!(stored_sequences(&conn, creds.agent_id), vec![1, 3, 4]);
     let kept = config
         .data_dir
         .join("spool/quarantine")
-        .join(format!("{:020}", 1));
+        .join(format!("{:020}", 2));
     let reason = std::fs::read_to_string(kept.with_extension("reason")).unwrap();
     assert!(reason.contains("Bad Name"), "{reason}");
     assert!(kept.with_extension("report").exists());
     assert_eq!(agent.handle.spool_status().dropped_reports_total, 1);
     // Counted like any drop: the next report carries it and the default
-    // rule opens an incident.
+    // rule, which saw 0 in report 1, opens an incident.
     let seq = agent.collect_one().await;
     agent.wait_acked(seq).await;
     let incident = format!(

@@ -30,9 +30,10 @@ use super::series_cache::SeriesCache;
 
 /// Jobs waiting for the writer, at most.
 pub const QUEUE_CAPACITY: usize = 1024;
-/// The WAL file is cut back to this when it starts over: the length at
-/// which the checkpointer has it start over (`server::WAL_RESTART_PAGES`),
-/// so under heavy ingest the file is reused rather than cut and regrown.
+/// The WAL file is cut back to this when it starts over. The checkpointer
+/// has it start over from 64 MiB (`server::WAL_RESTART_PAGES`), but a WAL
+/// often passes that by a few seconds' growth first: left at this length,
+/// the file is reused rather than cut and regrown.
 const WAL_FILE_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
 /// SQLite's page cache on the writer's connection by default, MiB
 /// (`storage.writer_cache_mib`; SQLite's own default is 2 MiB). Each report
@@ -40,8 +41,9 @@ const WAL_FILE_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
 /// indexes: at thousands of agents those are hundreds of MiB, and a seek
 /// that misses the cache reads the page from the WAL or the file (the OS
 /// cache, usually). 16 MiB keeps the collector's memory for its connections
-/// (10,000 agents under 1 GiB); at 5,000 reports/s, 64 MiB halved the
-/// slow batches and kept the ack p99 under 250 ms for four minutes (README).
+/// (10,000 agents under 1 GiB). At 5,000 reports/s, 64 MiB showed no clear
+/// gain over four minutes (README): the setting is there to try, not a
+/// recommendation.
 pub const DEFAULT_WRITER_CACHE_MIB: u32 = 16;
 
 /// The operator's settings for the writer (`[server]` and `[storage]`).
@@ -564,6 +566,8 @@ impl Outcome {
 /// it matters most.
 #[derive(Default)]
 struct WaitsForRules {
+    /// The rules' queue was found closed (said once).
+    rules_gone: bool,
     unlogged: Duration,
     total: Duration,
     last_logged: Option<Instant>,
@@ -575,8 +579,15 @@ impl WaitsForRules {
     fn hand_over(&mut self, tx: &mpsc::Sender<Committed>, c: Committed) {
         let c = match tx.try_send(c) {
             Ok(()) => return,
-            // The rules have stopped (shutdown): nothing left to evaluate.
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                if !self.rules_gone {
+                    self.rules_gone = true;
+                    tracing::warn!(
+                        "the rules have stopped (shutdown, or their task failed): reports stored from now on are not evaluated"
+                    );
+                }
+                return;
+            }
             Err(mpsc::error::TrySendError::Full(c)) => c,
         };
         let started = Instant::now();
