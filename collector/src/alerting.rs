@@ -63,11 +63,24 @@ impl Alerting {
     pub async fn run(mut self) {
         let mut last_seen: HashMap<String, i64> = HashMap::new();
         let mut known: HashMap<String, HostFacts> = HashMap::new();
-        for (facts, seen) in load_hosts(&self.read, None).await {
+        let now = self.clock.now_ms();
+        for (facts, seen, dropped) in load_hosts(&self.read, None).await {
             if let Some(seen) = seen {
                 last_seen.insert(facts.agent_id.clone(), seen);
             }
             self.engine.set_host(facts.clone());
+            // The spool-drop rule compares each count with the last one it
+            // saw. The stored count, from before this start, is that: else
+            // drops made while the collector was down (or a report refused
+            // right after it came back) would only set the baseline.
+            let baseline = self.engine.observe_metric(
+                &facts,
+                SPOOL_DROPPED_METRIC,
+                &Default::default(),
+                dropped as f64,
+                now,
+            );
+            debug_assert!(baseline.is_empty(), "a first count is only a baseline");
             known.insert(facts.agent_id.clone(), facts);
         }
         self.silences = load_silences(&self.read, self.clock.now_ms()).await;
@@ -99,7 +112,7 @@ impl Alerting {
                     self.engine.tick(now, &|agent: &str| last_seen.get(agent).copied())
                 }
                 _ = facts_tick.tick() => {
-                    for (facts, _) in load_hosts(&self.read, None).await {
+                    for (facts, _, _) in load_hosts(&self.read, None).await {
                         self.engine.set_host(facts.clone());
                         known.insert(facts.agent_id.clone(), facts);
                     }
@@ -159,7 +172,7 @@ impl Alerting {
                 .await
                 .into_iter()
                 .next()
-                .map(|(f, _)| f);
+                .map(|(f, _, _)| f);
             let facts = facts.unwrap_or_else(|| HostFacts {
                 agent_id: agent.clone(),
                 ..HostFacts::default()
@@ -545,10 +558,12 @@ fn to_update(
 }
 
 /// Host facts (and last-seen times) from the agents table: all agents, or one.
+/// Facts of every host (or one), with when each was last seen and its
+/// stored spool drop count.
 async fn load_hosts(
     read: &Arc<Mutex<Connection>>,
     one: Option<Uuid>,
-) -> Vec<(HostFacts, Option<i64>)> {
+) -> Vec<(HostFacts, Option<i64>, i64)> {
     let read = read.clone();
     let result = tokio::task::spawn_blocking(move || {
         let conn = read.lock().unwrap_or_else(|e| e.into_inner());
@@ -568,6 +583,7 @@ async fn load_hosts(
                         groups: row.groups,
                     },
                     row.last_seen_at,
+                    row.spool_dropped_total,
                 )
             })
             .collect(),
@@ -607,6 +623,86 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn drops_counted_before_a_start_are_the_baseline_and_new_ones_open_an_incident() {
+        let rules = crate::rules::parse_rules(
+            "test",
+            r#"
+[[rule]]
+id = "agent.spool_dropping"
+title = "{host} dropped {value}"
+severity = "III"
+hosts = "all"
+kind = "spool_dropping"
+"#,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (tx, committed) = mpsc::channel(16);
+        let (writer, thread) = store::Writer::spawn(&path, Some(tx)).unwrap();
+        let (same, more) = (
+            store::enrolled_agent(&writer, &path).await,
+            store::enrolled_agent(&writer, &path).await,
+        );
+        // What both agents had reported before this collector started.
+        store::open(&path)
+            .unwrap()
+            .execute("UPDATE agents SET spool_dropped_reports_total = 3", [])
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let alerting = Alerting {
+            engine: Engine::new(rules),
+            committed,
+            writer: writer.clone(),
+            read: Arc::new(Mutex::new(store::open_read_only(&path).unwrap())),
+            clock: Arc::new(crate::clock::SystemClock),
+            reopen_window_ms: 0,
+            sla: SlaPolicy::default(),
+            silences: Vec::new(),
+            notifier: None,
+            reload: mpsc::channel(1).1,
+            shutdown: shutdown.clone(),
+        };
+        let alerting = tokio::spawn(alerting.run());
+        // The first reports this collector sees: one agent's count did not
+        // change, the other's did (drops while the collector was down).
+        for (agent, dropped) in [(same, 3), (more, 4)] {
+            let report = Report {
+                spool: Some(xunjian_proto::SpoolStatus {
+                    dropped_reports_total: dropped,
+                    ..Default::default()
+                }),
+                ..breaching(1)
+            };
+            let ack = writer.store_report(agent, report, 1, 5).await;
+            assert_eq!(ack.await.unwrap(), Ok(store::Stored { duplicate: false }));
+        }
+        let conn = store::open_read_only(&path).unwrap();
+        let opened = |agent: Uuid| -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM incidents WHERE rule_id = 'agent.spool_dropping' AND agent_id = ?1",
+                [agent.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        // Evaluated in order: once the second agent's incident is there,
+        // the first agent's report has been evaluated too.
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while opened(more) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the incident for drops made before the start");
+        assert_eq!((opened(same), opened(more)), (0, 1));
+        shutdown.cancel();
+        alerting.await.unwrap();
+        drop(writer);
+        thread.join();
     }
 
     #[tokio::test]

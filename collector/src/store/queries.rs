@@ -379,6 +379,8 @@ pub struct HostFactsRow {
     pub hostname: String,
     pub os_name: String,
     pub last_seen_at: Option<i64>,
+    /// The agent's spool drop count as last stored.
+    pub spool_dropped_total: i64,
     pub labels: std::collections::BTreeMap<String, String>,
     pub groups: Vec<String>,
 }
@@ -387,7 +389,7 @@ pub struct HostFactsRow {
 pub fn host_facts(conn: &Connection, one: Option<Uuid>) -> Result<Vec<HostFactsRow>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT agent_id, hostname, os_name, last_seen_at FROM agents
+            "SELECT agent_id, hostname, os_name, last_seen_at, spool_dropped_reports_total FROM agents
              WHERE revoked_at IS NULL AND (?1 IS NULL OR agent_id = ?1)",
         )
         .map_err(sql("reading host facts"))?;
@@ -398,6 +400,7 @@ pub fn host_facts(conn: &Connection, one: Option<Uuid>) -> Result<Vec<HostFactsR
                 hostname: r.get(1)?,
                 os_name: r.get(2)?,
                 last_seen_at: r.get(3)?,
+                spool_dropped_total: r.get(4)?,
                 labels: Default::default(),
                 groups: Vec::new(),
             })
