@@ -47,6 +47,9 @@ pub struct Alerting {
     pub committed: mpsc::Receiver<Committed>,
     pub writer: WriterHandle,
     pub read: Arc<Mutex<Connection>>,
+    /// The hosts as stored before ingest started ([`read_hosts`]): their
+    /// drop counts are the spool-drop rule's baselines.
+    pub hosts: Vec<KnownHost>,
     pub clock: Arc<dyn Clock>,
     pub reopen_window_ms: i64,
     pub sla: SlaPolicy,
@@ -64,7 +67,7 @@ impl Alerting {
         let mut last_seen: HashMap<String, i64> = HashMap::new();
         let mut known: HashMap<String, HostFacts> = HashMap::new();
         let now = self.clock.now_ms();
-        for (facts, seen, dropped) in load_hosts(&self.read, None).await {
+        for (facts, seen, dropped) in std::mem::take(&mut self.hosts) {
             if let Some(seen) = seen {
                 last_seen.insert(facts.agent_id.clone(), seen);
             }
@@ -557,21 +560,17 @@ fn to_update(
     })
 }
 
-/// Host facts (and last-seen times) from the agents table: all agents, or one.
-/// Facts of every host (or one), with when each was last seen and its
-/// stored spool drop count.
-async fn load_hosts(
-    read: &Arc<Mutex<Connection>>,
-    one: Option<Uuid>,
-) -> Vec<(HostFacts, Option<i64>, i64)> {
-    let read = read.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let conn = read.lock().unwrap_or_else(|e| e.into_inner());
-        store::host_facts(&conn, one)
-    })
-    .await;
-    match result {
-        Ok(Ok(rows)) => rows
+/// A host as the rules learn it from the agents table: its facts, when it
+/// was last seen, and its stored spool drop count.
+pub type KnownHost = (HostFacts, Option<i64>, i64);
+
+/// Every host (or one) from the agents table. The collector reads them
+/// once before ingest starts ([`Alerting::hosts`]): read later, a stored
+/// drop count could already include a report still waiting in the rules'
+/// queue, and would hide its new drops.
+pub fn read_hosts(conn: &Connection, one: Option<Uuid>) -> Vec<KnownHost> {
+    match store::host_facts(conn, one) {
+        Ok(rows) => rows
             .into_iter()
             .map(|row| {
                 (
@@ -587,58 +586,66 @@ async fn load_hosts(
                 )
             })
             .collect(),
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::error!(error = %e, "cannot read host facts for the rules");
             Vec::new()
         }
-        Err(_) => Vec::new(),
     }
+}
+
+/// [`read_hosts`] on the alerting task's read connection, off the runtime.
+async fn load_hosts(read: &Arc<Mutex<Connection>>, one: Option<Uuid>) -> Vec<KnownHost> {
+    let read = read.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = read.lock().unwrap_or_else(|e| e.into_inner());
+        read_hosts(&conn, one)
+    })
+    .await
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xunjian_proto::{Label, Metric, MetricBatch, Report, Section, section};
+    use xunjian_proto::Report;
 
     const MIN: i64 = 60_000;
 
-    /// A report whose one sample breaches the rule below under a label of
-    /// its own, so each report opens an incident.
+    /// A report whose one sample breaches a `fs.used_pct >= 85` rule under a
+    /// mount of its own, so each report opens an incident.
     fn breaching(seq: u64) -> Report {
-        Report {
-            sequence: seq,
-            collected_at_unix_ms: 1_700_000_000_000 + seq as i64,
-            sections: vec![Section {
-                kind: Some(section::Kind::Metrics(MetricBatch {
-                    metrics: vec![Metric {
-                        name: "fs.used_pct".into(),
-                        labels: vec![Label {
-                            name: "mount".into(),
-                            value: format!("/m{seq}"),
-                        }],
-                        value: 99.0,
-                        at_unix_ms: 0,
-                    }],
-                })),
-            }],
-            ..Default::default()
-        }
+        store::fs_report(seq, &format!("/m{seq}"), 99.0)
+    }
+
+    /// Starts the alerting task on the database at `path` with `rules`
+    /// (TOML); cancel the token to stop it.
+    fn start_alerting(
+        path: &std::path::Path,
+        writer: &WriterHandle,
+        committed: mpsc::Receiver<Committed>,
+        rules: &str,
+    ) -> (tokio::task::JoinHandle<()>, CancellationToken) {
+        let shutdown = CancellationToken::new();
+        let read = store::open_read_only(path).unwrap();
+        let alerting = Alerting {
+            engine: Engine::new(crate::rules::parse_rules("test", rules).unwrap()),
+            committed,
+            writer: writer.clone(),
+            hosts: read_hosts(&read, None),
+            read: Arc::new(Mutex::new(read)),
+            clock: Arc::new(crate::clock::SystemClock),
+            reopen_window_ms: 0,
+            sla: SlaPolicy::default(),
+            silences: Vec::new(),
+            notifier: None,
+            reload: mpsc::channel(1).1,
+            shutdown: shutdown.clone(),
+        };
+        (tokio::spawn(alerting.run()), shutdown)
     }
 
     #[tokio::test]
     async fn drops_counted_before_a_start_are_the_baseline_and_new_ones_open_an_incident() {
-        let rules = crate::rules::parse_rules(
-            "test",
-            r#"
-[[rule]]
-id = "agent.spool_dropping"
-title = "{host} dropped {value}"
-severity = "III"
-hosts = "all"
-kind = "spool_dropping"
-"#,
-        )
-        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.db");
         let (tx, committed) = mpsc::channel(16);
@@ -652,21 +659,19 @@ kind = "spool_dropping"
             .unwrap()
             .execute("UPDATE agents SET spool_dropped_reports_total = 3", [])
             .unwrap();
-        let shutdown = CancellationToken::new();
-        let alerting = Alerting {
-            engine: Engine::new(rules),
+        let (alerting, shutdown) = start_alerting(
+            &path,
+            &writer,
             committed,
-            writer: writer.clone(),
-            read: Arc::new(Mutex::new(store::open_read_only(&path).unwrap())),
-            clock: Arc::new(crate::clock::SystemClock),
-            reopen_window_ms: 0,
-            sla: SlaPolicy::default(),
-            silences: Vec::new(),
-            notifier: None,
-            reload: mpsc::channel(1).1,
-            shutdown: shutdown.clone(),
-        };
-        let alerting = tokio::spawn(alerting.run());
+            r#"
+[[rule]]
+id = "agent.spool_dropping"
+title = "{host} dropped {value}"
+severity = "III"
+hosts = "all"
+kind = "spool_dropping"
+"#,
+        );
         // The first reports this collector sees: one agent's count did not
         // change, the other's did (drops while the collector was down).
         for (agent, dropped) in [(same, 3), (more, 4)] {
@@ -709,8 +714,15 @@ kind = "spool_dropping"
     async fn with_a_full_rules_queue_every_report_is_evaluated_and_nothing_deadlocks() {
         // A queue of one place: the writer waits for the rules on nearly
         // every report while the rules' incidents go through the writer.
-        let rules = crate::rules::parse_rules(
-            "test",
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (tx, committed) = mpsc::channel(1);
+        let (writer, thread) = store::Writer::spawn(&path, Some(tx)).unwrap();
+        let agent = store::enrolled_agent(&writer, &path).await;
+        let (alerting, shutdown) = start_alerting(
+            &path,
+            &writer,
+            committed,
             r#"
 [[rule]]
 id = "fs"
@@ -722,28 +734,7 @@ op = ">="
 threshold = 85
 recover_threshold = 80
 "#,
-        )
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.db");
-        let (tx, committed) = mpsc::channel(1);
-        let (writer, thread) = store::Writer::spawn(&path, Some(tx)).unwrap();
-        let agent = store::enrolled_agent(&writer, &path).await;
-        let shutdown = CancellationToken::new();
-        let alerting = Alerting {
-            engine: Engine::new(rules),
-            committed,
-            writer: writer.clone(),
-            read: Arc::new(Mutex::new(store::open_read_only(&path).unwrap())),
-            clock: Arc::new(crate::clock::SystemClock),
-            reopen_window_ms: 0,
-            sla: SlaPolicy::default(),
-            silences: Vec::new(),
-            notifier: None,
-            reload: mpsc::channel(1).1,
-            shutdown: shutdown.clone(),
-        };
-        let alerting = tokio::spawn(alerting.run());
+        );
         const REPORTS: u64 = 200;
         let acks = async {
             let mut pending = Vec::new();

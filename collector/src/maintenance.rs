@@ -192,26 +192,6 @@ fn state(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
         .optional()
 }
 
-/// Forgets catalog entries of checks an agent stopped reporting before the
-/// retention cutoff (a removed plugin's checks), at most [`CHUNK`]. Only
-/// when none of the agent's remaining check blocks falls in the entry's
-/// range: a late old block not yet pruned keeps its entry, so every stored
-/// result stays inside its catalog range (ARCHITECTURE invariant 14).
-fn prune_check_catalog(conn: &Connection, raw_cutoff: i64) -> rusqlite::Result<u64> {
-    let lag = crate::store::checks::CATALOG_LAG_MS;
-    let n = conn
-        .prepare_cached(
-            "DELETE FROM agent_checks WHERE (agent_id, check_id) IN
-                (SELECT c.agent_id, c.check_id FROM agent_checks c
-                 WHERE c.last_at + ?2 <= ?1
-                   AND NOT EXISTS (SELECT 1 FROM check_blocks b
-                                   WHERE b.agent_id = c.agent_id AND b.at < c.last_at + ?2)
-                 LIMIT ?3)",
-        )?
-        .execute(params![raw_cutoff, lag, CHUNK])?;
-    Ok(n as u64)
-}
-
 /// Merges blocks that arrived for hours whose rollup has already started
 /// (a spool delivered after an outage; a report landing while its hour is
 /// being rolled up), looking at the blocks added since the last call.
@@ -483,7 +463,7 @@ pub fn enforce_retention(
     // After the check blocks' step, so the entries of blocks it just
     // removed can go in the same pass.
     if now_ms - watermark(conn, CATALOG_PRUNED_AT)? >= CATALOG_PRUNE_EVERY_MS {
-        let n = prune_check_catalog(conn, raw_cutoff)?;
+        let n = crate::store::checks::prune_catalog(conn, raw_cutoff, CHUNK)?;
         rows += n;
         if (n as i64) < CHUNK {
             set_watermark(conn, CATALOG_PRUNED_AT, now_ms)?;
@@ -841,12 +821,7 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap()
         };
-        conn.execute(
-            "INSERT INTO agents (agent_id, hostname, enrolled_at, enrolled_with_token, cert_serial, cert_sha256)
-             VALUES ('b', 'b', 0, 't', 's', 'h')",
-            [],
-        )
-        .unwrap();
+        crate::store::test_agent(&conn, "b");
         // "retired" and "old" were last reported 90 days ago, "current" yesterday.
         let checks = crate::store::checks::insert_block;
         checks(&conn, "a", 1, 10 * day, &[result("retired")]).unwrap();
@@ -858,7 +833,10 @@ mod tests {
         // While an old block is still stored, its entry stays (the blocks'
         // own pruning goes from the front and may not have reached it).
         let cutoff = now - RetentionConfig::default().raw.as_millis() as i64;
-        assert_eq!(prune_check_catalog(&conn, cutoff).unwrap(), 0);
+        assert_eq!(
+            crate::store::checks::prune_catalog(&conn, cutoff, CHUNK).unwrap(),
+            0
+        );
         assert_eq!(catalog(&conn), all);
         enforce_retention(&conn, now, &RetentionConfig::default()).unwrap();
         assert_eq!(catalog(&conn), ["current", "current"]);

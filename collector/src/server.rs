@@ -202,13 +202,14 @@ impl Collector {
             )
             .instrument(tracing::info_span!("scheduled_reports")),
         ));
+        let alerting_read = crate::store::open_read_only(&config.database_path())?;
         let alerting = Alerting {
             engine: crate::rules::Engine::new(rules),
             committed: committed_rx,
             writer: writer_handle,
-            read: Arc::new(std::sync::Mutex::new(crate::store::open_read_only(
-                &config.database_path(),
-            )?)),
+            // Before the listener: no report can be stored before this read.
+            hosts: crate::alerting::read_hosts(&alerting_read, None),
+            read: Arc::new(std::sync::Mutex::new(alerting_read)),
             clock,
             reopen_window_ms: i64::try_from(config.incidents.reopen_window.as_millis())
                 .unwrap_or(i64::MAX),

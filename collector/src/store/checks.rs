@@ -123,6 +123,25 @@ pub fn insert_block(
     Ok(Some(block))
 }
 
+/// Forgets catalog entries of checks an agent stopped sending before
+/// `cutoff` (a removed plugin's checks), at most `limit`; returns how many.
+/// Only when none of the agent's stored check blocks falls in the entry's
+/// range: a late old block not yet pruned keeps its entry, so every stored
+/// result stays inside its catalog range (ARCHITECTURE invariant 14).
+pub fn prune_catalog(conn: &Connection, cutoff: i64, limit: i64) -> rusqlite::Result<u64> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM agent_checks WHERE (agent_id, check_id) IN
+                (SELECT c.agent_id, c.check_id FROM agent_checks c
+                 WHERE c.last_at + ?2 <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM check_blocks b
+                                   WHERE b.agent_id = c.agent_id AND b.at < c.last_at + ?2)
+                 LIMIT ?3)",
+        )?
+        .execute(params![cutoff, CATALOG_LAG_MS, limit])?;
+    Ok(n as u64)
+}
+
 /// The check results one report carried, sorted by check id; `at` is the
 /// report's collection time (blocks are found through the agent's index).
 pub fn of_report(

@@ -595,13 +595,44 @@ pub fn schema_version() -> i64 {
 pub(crate) fn test_db() -> (tempfile::TempDir, Connection) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let conn = open(&dir.path().join("test.db")).expect("a fresh database");
+    test_agent(&conn, "a");
+    (dir, conn)
+}
+
+/// Registers agent `id` directly (no token, no writer).
+#[cfg(test)]
+pub(crate) fn test_agent(conn: &Connection, id: &str) {
     conn.execute(
         "INSERT INTO agents (agent_id, hostname, enrolled_at, enrolled_with_token, cert_serial, cert_sha256)
-         VALUES ('a', 'a', 0, 't', 's', 'h')",
-        [],
+         VALUES (?1, ?1, 0, 't', 's', 'h')",
+        [id],
     )
-    .expect("agent a");
-    (dir, conn)
+    .expect("a test agent");
+}
+
+/// A report of one `fs.used_pct` sample of `mount`, collected at
+/// 1,700,000,000,000 + `seq` ms.
+#[cfg(test)]
+pub(crate) fn fs_report(seq: u64, mount: &str, used_pct: f64) -> xunjian_proto::Report {
+    use xunjian_proto::{Label, Metric, MetricBatch, Section, section};
+    xunjian_proto::Report {
+        sequence: seq,
+        collected_at_unix_ms: 1_700_000_000_000 + seq as i64,
+        sections: vec![Section {
+            kind: Some(section::Kind::Metrics(MetricBatch {
+                metrics: vec![Metric {
+                    name: "fs.used_pct".into(),
+                    labels: vec![Label {
+                        name: "mount".into(),
+                        value: mount.into(),
+                    }],
+                    value: used_pct,
+                    at_unix_ms: 0,
+                }],
+            })),
+        }],
+        ..Default::default()
+    }
 }
 
 /// Enrolls a fresh agent through the writer, as the Enroll RPC does.

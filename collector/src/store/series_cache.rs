@@ -60,9 +60,9 @@ struct AgentSeries {
     staged: KeyMap,
 }
 
-#[derive(Default)]
 pub struct SeriesCache {
-    /// This process's SipHash key, random.
+    /// This process's SipHash key, random (no `Default`: a zero key would
+    /// let a client aim collisions).
     keys: (u64, u64),
     agents: HashMap<String, AgentSeries>,
     known_len: usize,
@@ -80,9 +80,13 @@ pub struct SeriesCache {
 impl SeriesCache {
     pub fn new(new_per_hour: usize) -> Self {
         Self {
-            new_per_hour,
             keys: rand::random(),
-            ..Self::default()
+            agents: HashMap::new(),
+            known_len: 0,
+            staged_log: Vec::new(),
+            job_start: 0,
+            new_per_hour,
+            created: HashMap::new(),
         }
     }
 

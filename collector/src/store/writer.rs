@@ -1095,27 +1095,10 @@ fn clamp_i64(v: u64) -> i64 {
 mod tests {
     use super::*;
     use crate::store::enrolled_agent;
-    use xunjian_proto::{Inventory, Label, Metric, MetricBatch, Section};
+    use xunjian_proto::{Inventory, Metric, MetricBatch, Section};
 
     fn report(seq: u64) -> Report {
-        Report {
-            sequence: seq,
-            collected_at_unix_ms: 1_700_000_000_000 + seq as i64,
-            sections: vec![Section {
-                kind: Some(section::Kind::Metrics(MetricBatch {
-                    metrics: vec![Metric {
-                        name: "fs.used_pct".into(),
-                        labels: vec![Label {
-                            name: "mount".into(),
-                            value: "/".into(),
-                        }],
-                        value: 42.0,
-                        at_unix_ms: 0,
-                    }],
-                })),
-            }],
-            ..Default::default()
-        }
+        crate::store::fs_report(seq, "/", 42.0)
     }
 
     async fn store(handle: &WriterHandle, agent: Uuid, seqs: std::ops::RangeInclusive<u64>) {
