@@ -18,7 +18,7 @@
 //! is one short writer job, so ingest interleaves with maintenance.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -38,8 +38,9 @@ const PRESENCE_LAG_MS: i64 = 60_000;
 /// Sample blocks looked at per late-merge job, and deleted per retention
 /// job (a block is a report's samples, about 1 KB).
 const BLOCK_CHUNK: i64 = 2_000;
-/// Agents whose hour is rolled up in one job: at a report every 10 s, 20
-/// agents are 7,200 blocks, a few tens of ms.
+/// Agents whose hour is rolled up in one job at most: at a report every
+/// 10 s, 20 agents are 7,200 blocks, a few tens of ms (a job also ends
+/// once it has read [`BLOCK_CHUNK`] blocks).
 const AGENTS_PER_JOB: i64 = 20;
 /// An hour is rolled up once it has been closed this long, so reports on
 /// their way (in agents' send windows, in the writer's queue) are in it
@@ -255,7 +256,8 @@ fn first_hour(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     Ok(Some(hour))
 }
 
-/// Rolls up the oldest closed hour, [`AGENTS_PER_JOB`] agents a call: each
+/// Rolls up the oldest closed hour, [`AGENTS_PER_JOB`] agents a call (fewer
+/// when they have more than [`BLOCK_CHUNK`] blocks in it): each
 /// agent's blocks of that hour, read through its index, folded and merged.
 /// The blocks counted are those known when the hour's rollup started;
 /// later ones are [`merge_late_blocks`]'s. Every step records where it got
@@ -287,28 +289,44 @@ pub fn roll_up_hour(conn: &Connection, now_ms: i64) -> Result<Step, TaskError> {
         .collect::<rusqlite::Result<_>>()?;
     let mut fold = Fold::default();
     let mut rows = 0u64;
+    // A job ends after the agent that takes it past BLOCK_CHUNK blocks, so
+    // agents reporting every second (3,600 blocks an hour each) are one a
+    // job, tens of ms, rather than 20 (the better part of a second).
+    let mut done_through = cursor;
+    let mut finished = 0usize;
     {
         let mut blocks = conn.prepare_cached(
             "SELECT at, body FROM sample_blocks
              WHERE agent_id = ?1 AND at >= ?2 AND at < ?3 AND block_id < ?4",
         )?;
-        for (_, agent) in &agents {
+        let mut read = 0i64;
+        for (rowid, agent) in &agents {
             let mut q = blocks.query(params![agent, hour, hour + HOUR_MS, below])?;
             while let Some(r) = q.next()? {
                 let body = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
                 rows += fold.block(r.get(0)?, body)?;
+                read += 1;
+            }
+            done_through = *rowid;
+            finished += 1;
+            if read >= BLOCK_CHUNK {
+                break;
             }
         }
     }
     fold.merge_into(conn)?;
-    if agents.len() < AGENTS_PER_JOB as usize {
+    if finished == agents.len() && agents.len() < AGENTS_PER_JOB as usize {
         set_watermark(conn, HOUR_DONE, hour + HOUR_MS)?;
         set_watermark(conn, ROLLING_BELOW, 0)?;
     } else {
-        set_watermark(conn, ROLLING_CURSOR, agents.last().map_or(cursor, |a| a.0))?;
+        set_watermark(conn, ROLLING_CURSOR, done_through)?;
     }
     Ok(Step { rows, more: true })
 }
+
+/// The reports received in (?1, ?2], the oldest ?3.
+const PRESENCE_READ: &str = "SELECT agent_id, collected_at, received_at FROM reports
+     WHERE received_at > ?1 AND received_at <= ?2 ORDER BY received_at LIMIT ?3";
 
 /// Marks the 5-minute slots in which each host reported, for reports
 /// received since the last pass (up to `now` minus a short lag).
@@ -322,10 +340,7 @@ pub fn roll_up_presence(conn: &Connection, now_ms: i64) -> Result<Step, TaskErro
     let mut last = from;
     let mut rows = 0i64;
     {
-        let mut stmt = conn.prepare_cached(
-            "SELECT agent_id, collected_at, received_at FROM reports
-             WHERE received_at > ?1 AND received_at <= ?2 ORDER BY received_at LIMIT ?3",
-        )?;
+        let mut stmt = conn.prepare_cached(PRESENCE_READ)?;
         let mut q = stmt.query(params![from, until, CHUNK])?;
         while let Some(r) = q.next()? {
             let (agent, collected, received): (String, i64, i64) =
@@ -358,6 +373,11 @@ pub fn roll_up_presence(conn: &Connection, now_ms: i64) -> Result<Step, TaskErro
             .map(|m| (m & 0xfff) as u16)
             .unwrap_or(0);
         let merged = old | mask;
+        // Nearly every report falls in a slot already marked: writing the
+        // row again would dirty a page per agent for nothing.
+        if merged == old {
+            continue;
+        }
         upsert.execute(params![agent, hour, merged.count_ones(), merged])?;
     }
     set_watermark(conn, WATERMARK_PRESENCE, last)?;
@@ -483,37 +503,61 @@ pub async fn run_pass(
     retention: &RetentionConfig,
 ) -> Result<Step, crate::store::WriteError> {
     let mut total = Step::default();
+    // Per phase: jobs run and wall time, for the debug log (each job holds
+    // the writer, so these are what ingest waited behind).
+    let mut phases = [(0u32, Duration::ZERO); 4];
+    let mut timed = |phase: usize, started: Instant, step: &Step| {
+        phases[phase].0 += 1;
+        phases[phase].1 += started.elapsed();
+        total.rows += step.rows;
+    };
     loop {
         loop {
+            let started = Instant::now();
             let step = writer.run(merge_late_blocks).await?;
-            total.rows += step.rows;
+            timed(0, started, &step);
             if !step.more {
                 break;
             }
         }
+        let started = Instant::now();
         let step = writer.run(move |c| roll_up_hour(c, now_ms)).await?;
-        total.rows += step.rows;
+        timed(1, started, &step);
         if !step.more {
             break;
         }
     }
     loop {
+        let started = Instant::now();
         let step = writer.run(move |c| roll_up_presence(c, now_ms)).await?;
-        total.rows += step.rows;
+        timed(2, started, &step);
         if !step.more {
             break;
         }
     }
     loop {
         let retention = retention.clone();
+        let started = Instant::now();
         let step = writer
             .run(move |c| enforce_retention(c, now_ms, &retention))
             .await?;
-        total.rows += step.rows;
+        timed(3, started, &step);
         if !step.more {
             break;
         }
     }
+    let [late, hour, presence, retained] = phases.map(|(jobs, d)| (jobs, d.as_millis() as u64));
+    tracing::debug!(
+        late_jobs = late.0,
+        late_ms = late.1,
+        rollup_jobs = hour.0,
+        rollup_ms = hour.1,
+        presence_jobs = presence.0,
+        presence_ms = presence.1,
+        retention_jobs = retained.0,
+        retention_ms = retained.1,
+        "maintenance phases"
+    );
     Ok(total)
 }
 
@@ -600,10 +644,8 @@ mod tests {
         assert_eq!(rollup(&conn, h), (1.0, 22.75, 60.0, 4));
     }
 
-    #[test]
-    fn a_block_arriving_while_its_hour_is_rolled_up_counts_once_whichever_agent() {
-        let (_d, conn) = db();
-        let agents = AGENTS_PER_JOB + 5;
+    /// Agents `agent-000`.. with one series each, ids 100...
+    fn agents_with_a_series(conn: &Connection, agents: i64) {
         for i in 0..agents {
             let agent = format!("agent-{i:03}");
             conn.execute(
@@ -618,6 +660,13 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    #[test]
+    fn a_block_arriving_while_its_hour_is_rolled_up_counts_once_whichever_agent() {
+        let (_d, conn) = db();
+        let agents = AGENTS_PER_JOB + 5;
+        agents_with_a_series(&conn, agents);
         let h = 50 * HOUR_MS;
         let now = h + HOUR_MS + ROLLUP_LAG_MS;
         for i in 0..agents {
@@ -644,6 +693,37 @@ mod tests {
             let want = if i == 1 { 1 } else { 2 };
             assert_eq!(rollup_of(&conn, 100 + i, h).unwrap().3, want, "agent {i}");
         }
+    }
+
+    #[test]
+    fn an_agent_with_a_chunk_of_blocks_in_the_hour_is_a_rollup_job_of_its_own() {
+        let (_d, conn) = db();
+        agents_with_a_series(&conn, 3);
+        let h = 60 * HOUR_MS;
+        // Agent 0 reports every second: more blocks than one job reads.
+        for i in 0..BLOCK_CHUNK {
+            block(&conn, "agent-000", 100, h + i * 1000, 1.0);
+        }
+        block(&conn, "agent-001", 101, h + 5, 2.0);
+        block(&conn, "agent-002", 102, h + 5, 3.0);
+        let now = h + HOUR_MS + ROLLUP_LAG_MS;
+        while merge_late_blocks(&conn).unwrap().more {}
+        assert!(roll_up_hour(&conn, now).unwrap().more);
+        assert_eq!(rollup_of(&conn, 100, h).unwrap().3, BLOCK_CHUNK);
+        assert_eq!(
+            rollup_of(&conn, 101, h),
+            None,
+            "the job ended with the agent that filled it"
+        );
+        roll(&conn, now);
+        assert_eq!(
+            rollup_of(&conn, 100, h).unwrap().3,
+            BLOCK_CHUNK,
+            "agent 0 counted once"
+        );
+        assert_eq!(rollup_of(&conn, 101, h).unwrap(), (2.0, 2.0, 2.0, 1));
+        assert_eq!(rollup_of(&conn, 102, h).unwrap(), (3.0, 3.0, 3.0, 1));
+        assert_eq!(rolled_up_before(&conn).unwrap(), Some(h + HOUR_MS));
     }
 
     #[test]
@@ -734,6 +814,30 @@ mod tests {
         assert_eq!(seen(&conn), 2);
         roll_up_presence(&conn, h + 3 * HOUR_MS).unwrap();
         assert_eq!(seen(&conn), 3);
+        // Reports in slots already marked change no presence row: the
+        // pass writes its watermark alone.
+        report(5, h + 3_000, h + 3 * HOUR_MS);
+        report(6, h + 11 * SLOT_MS + 1, h + 3 * HOUR_MS + 1);
+        let before = conn.total_changes();
+        roll_up_presence(&conn, h + 4 * HOUR_MS).unwrap();
+        assert_eq!(conn.total_changes() - before, 1);
+        assert_eq!(seen(&conn), 3);
+    }
+
+    #[test]
+    fn presence_reads_reports_through_its_index_alone() {
+        let (_d, conn) = db();
+        let plan: String = conn
+            .query_row(
+                &format!("EXPLAIN QUERY PLAN {PRESENCE_READ}"),
+                params![1, 2, 3],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(
+            plan.contains("COVERING INDEX reports_by_received"),
+            "{plan}"
+        );
     }
 
     #[test]

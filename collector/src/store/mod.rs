@@ -435,6 +435,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (agent_id, check_id)
     ) WITHOUT ROWID;
     "#,
+    // 11: the presence rollup reads every report once through this index;
+    // with the collection time in it (the agent is, as part of the key) it
+    // needs no lookup in `reports` per row (at 5,000 reports/s its jobs
+    // held the writer 100 ms and more).
+    r#"
+    DROP INDEX reports_by_received;
+    CREATE INDEX reports_by_received ON reports (received_at, collected_at);
+    "#,
 ];
 
 /// Work a migration needs beyond its SQL, in the same transaction.
