@@ -503,8 +503,8 @@ pub async fn run_pass(
     retention: &RetentionConfig,
 ) -> Result<Step, crate::store::WriteError> {
     let mut total = Step::default();
-    // Per phase: jobs run and wall time, for the debug log (each job holds
-    // the writer, so these are what ingest waited behind).
+    // Per phase: jobs run and wall time (queueing behind ingest batches
+    // included), for the debug log: each job holds the writer while it runs.
     let mut phases = [(0u32, Duration::ZERO); 4];
     let mut timed = |phase: usize, started: Instant, step: &Step| {
         phases[phase].0 += 1;
