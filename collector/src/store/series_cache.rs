@@ -64,10 +64,16 @@ pub struct SeriesCache {
     /// This process's SipHash key, random (no `Default`: a zero key would
     /// let a client aim collisions).
     keys: (u64, u64),
-    agents: HashMap<String, AgentSeries>,
+    /// Each agent's place in `agents`.
+    slots: HashMap<String, usize>,
+    agents: Vec<AgentSeries>,
+    /// The agent of the last lookup and its place: a report's lookups are
+    /// all one agent's, so the agent's map is found once a report rather
+    /// than by hashing its id once a metric (a tenth of the writer).
+    current: Option<(String, usize)>,
     known_len: usize,
-    /// (agent, key) of every staged id, in the order staged.
-    staged_log: Vec<(String, SeriesKey)>,
+    /// (agent's place, key) of every staged id, in the order staged.
+    staged_log: Vec<(usize, SeriesKey)>,
     /// Where the current job's staged ids start in `staged_log`.
     job_start: usize,
     /// New series each agent may create per hour.
@@ -81,7 +87,9 @@ impl SeriesCache {
     pub fn new(new_per_hour: usize) -> Self {
         Self {
             keys: rand::random(),
-            agents: HashMap::new(),
+            slots: HashMap::new(),
+            agents: Vec::new(),
+            current: None,
             known_len: 0,
             staged_log: Vec::new(),
             job_start: 0,
@@ -124,9 +132,9 @@ impl SeriesCache {
         now_ms: i64,
     ) -> rusqlite::Result<Option<i64>> {
         let key = self.key(name, labels);
-        if let Some(series) = self.agents.get(agent)
-            && let Some(id) = series.known.get(&key).or_else(|| series.staged.get(&key))
-        {
+        let slot = self.slot(agent);
+        let series = &self.agents[slot];
+        if let Some(id) = series.known.get(&key).or_else(|| series.staged.get(&key)) {
             return Ok(Some(*id));
         }
         let labels = super::writer::labels_json(labels);
@@ -155,13 +163,35 @@ impl SeriesCache {
                 conn.last_insert_rowid()
             }
         };
-        self.agents
-            .entry(agent.to_owned())
-            .or_default()
-            .staged
-            .insert(key, id);
-        self.staged_log.push((agent.to_owned(), key));
+        self.agents[slot].staged.insert(key, id);
+        self.staged_log.push((slot, key));
         Ok(Some(id))
+    }
+
+    /// The agent's place in `agents`, added if new.
+    fn slot(&mut self, agent: &str) -> usize {
+        if let Some((current, slot)) = &self.current
+            && current == agent
+        {
+            return *slot;
+        }
+        let slot = match self.slots.get(agent) {
+            Some(&slot) => slot,
+            None => {
+                self.agents.push(AgentSeries::default());
+                self.slots.insert(agent.to_owned(), self.agents.len() - 1);
+                self.agents.len() - 1
+            }
+        };
+        match &mut self.current {
+            Some((current, place)) => {
+                current.clear();
+                current.push_str(agent);
+                *place = slot;
+            }
+            None => self.current = Some((agent.to_owned(), slot)),
+        }
+        slot
     }
 
     /// A job starts inside its own savepoint.
@@ -172,10 +202,8 @@ impl SeriesCache {
     /// The job was rolled back to its savepoint: the series it created are
     /// gone, and one it found may be too (created earlier in this job).
     pub fn job_rolled_back(&mut self) {
-        for (agent, key) in self.staged_log.drain(self.job_start..) {
-            if let Some(series) = self.agents.get_mut(&agent) {
-                series.staged.remove(&key);
-            }
+        for (slot, key) in self.staged_log.drain(self.job_start..) {
+            self.agents[slot].staged.remove(&key);
         }
     }
 
@@ -186,9 +214,9 @@ impl SeriesCache {
             self.clear();
             return;
         }
-        for (agent, key) in self.staged_log.drain(..) {
-            if let Some(series) = self.agents.get_mut(&agent)
-                && let Some(id) = series.staged.remove(&key)
+        for (slot, key) in self.staged_log.drain(..) {
+            let series = &mut self.agents[slot];
+            if let Some(id) = series.staged.remove(&key)
                 && series.known.insert(key, id).is_none()
             {
                 self.known_len += 1;
@@ -199,7 +227,9 @@ impl SeriesCache {
     /// The transaction rolled back, or the cache is full: start over from
     /// the database.
     pub fn clear(&mut self) {
+        self.slots.clear();
         self.agents.clear();
+        self.current = None;
         self.known_len = 0;
         self.staged_log.clear();
         self.job_start = 0;
@@ -266,6 +296,24 @@ mod tests {
             .query_row("SELECT count(*) FROM series", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 3);
+    }
+
+    #[test]
+    fn agents_taking_turns_keep_their_own_series() {
+        let (_dir, conn) = crate::store::test_db();
+        crate::store::test_agent(&conn, "b");
+        let mut cache = SeriesCache::new(100);
+        let a = cache.id(&conn, "a", "x", &[], 0).unwrap().unwrap();
+        let b = cache.id(&conn, "b", "x", &[], 0).unwrap().unwrap();
+        assert_ne!(a, b);
+        cache.committed();
+        for _ in 0..2 {
+            assert_eq!(cache.id(&conn, "a", "x", &[], 0).unwrap(), Some(a));
+            assert_eq!(cache.id(&conn, "b", "x", &[], 0).unwrap(), Some(b));
+            // Emptied, the cache finds them again in the database.
+            cache.clear();
+        }
+        assert_eq!(cache.known_len, 0);
     }
 
     #[test]
