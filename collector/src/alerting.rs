@@ -617,6 +617,24 @@ mod tests {
         store::fs_report(seq, &format!("/m{seq}"), 99.0)
     }
 
+    /// A writer on a fresh database whose committed reports go to a rules'
+    /// queue of `capacity` places (the returned receiver).
+    fn writer_feeding_rules(
+        capacity: usize,
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        WriterHandle,
+        store::Writer,
+        mpsc::Receiver<Committed>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (tx, committed) = mpsc::channel(capacity);
+        let (writer, thread) = store::Writer::spawn(&path, Some(tx)).unwrap();
+        (dir, path, writer, thread, committed)
+    }
+
     /// Starts the alerting task on the database at `path` with `rules`
     /// (TOML); cancel the token to stop it.
     fn start_alerting(
@@ -646,10 +664,7 @@ mod tests {
 
     #[tokio::test]
     async fn drops_counted_before_a_start_are_the_baseline_and_new_ones_open_an_incident() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.db");
-        let (tx, committed) = mpsc::channel(16);
-        let (writer, thread) = store::Writer::spawn(&path, Some(tx)).unwrap();
+        let (_dir, path, writer, thread, committed) = writer_feeding_rules(16);
         let (same, more) = (
             store::enrolled_agent(&writer, &path).await,
             store::enrolled_agent(&writer, &path).await,
@@ -714,10 +729,7 @@ kind = "spool_dropping"
     async fn with_a_full_rules_queue_every_report_is_evaluated_and_nothing_deadlocks() {
         // A queue of one place: the writer waits for the rules on nearly
         // every report while the rules' incidents go through the writer.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.db");
-        let (tx, committed) = mpsc::channel(1);
-        let (writer, thread) = store::Writer::spawn(&path, Some(tx)).unwrap();
+        let (_dir, path, writer, thread, committed) = writer_feeding_rules(1);
         let agent = store::enrolled_agent(&writer, &path).await;
         let (alerting, shutdown) = start_alerting(
             &path,
