@@ -217,11 +217,14 @@ pub fn latest_by_names(
     let mut rows = stmt.query(params![agent_id, since, LATEST_SCAN_BLOCKS])?;
     while let Some(r) = rows.next()? {
         let at: i64 = r.get(0)?;
+        // Newest first: a name asked for since after this block finds
+        // nothing in it or in any older one, so it is settled, empty.
+        open.retain(|&i| at >= wanted[i].1);
+        if open.is_empty() {
+            break;
+        }
         let samples = decode(r.get_ref(1)?.as_blob()?)?;
         open.retain(|&i| {
-            if at < wanted[i].1 {
-                return true;
-            }
             out[i] = samples
                 .iter()
                 .filter(|(id, _)| ids[i].contains(id))
@@ -334,6 +337,16 @@ mod tests {
         // Nothing at or after `since`: nothing, not an older value.
         let later = latest_by_names(&conn, "a", &[("fs", 201)]).unwrap();
         assert_eq!(later, vec![Vec::<f64>::new()]);
+        // A name whose `since` is newer than the block at hand is settled
+        // there: the scan goes no further back for it (a damaged block at
+        // 50 is never read), while a name asked for from earlier is found.
+        conn.execute(
+            "INSERT INTO sample_blocks (agent_id, sequence, at, samples, body) VALUES ('a', 0, 50, 1, x'0aff')",
+            [],
+        )
+        .unwrap();
+        let got = latest_by_names(&conn, "a", &[("cpu", 250), ("mem", 0)]).unwrap();
+        assert_eq!(got, vec![vec![], vec![70.0]]);
     }
 
     #[test]
