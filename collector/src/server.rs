@@ -91,6 +91,9 @@ pub struct Collector {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     background: JoinHandle<()>,
     alerting: JoinHandle<()>,
+    /// Stops the alerting task: only once ingest has stopped storing, so
+    /// the reports acknowledged during the shutdown grace are evaluated too.
+    alerting_stop: CancellationToken,
     /// Maintenance, inspections, scheduled reports: all end on shutdown.
     tasks: Vec<JoinHandle<()>>,
     writer: Writer,
@@ -203,6 +206,7 @@ impl Collector {
             .instrument(tracing::info_span!("scheduled_reports")),
         ));
         let alerting_read = crate::store::open_read_only(&config.database_path())?;
+        let alerting_stop = CancellationToken::new();
         let alerting = Alerting {
             engine: crate::rules::Engine::new(rules),
             committed: committed_rx,
@@ -220,7 +224,7 @@ impl Collector {
                 .map_err(|e| ServeError::Config(e.to_string()))?,
             silences: Vec::new(),
             notifier,
-            shutdown: shutdown.clone(),
+            shutdown: alerting_stop.clone(),
         };
         spawn_reload_on_sighup(config.clone(), reload_tx, shutdown.clone());
         write_pid_file(config);
@@ -302,6 +306,7 @@ impl Collector {
             server,
             background,
             alerting,
+            alerting_stop,
             tasks,
             writer,
             pid_file: pid_file(config),
@@ -321,6 +326,11 @@ impl Collector {
 
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The storage writer (for jobs run beside ingest: tools, tests).
+    pub fn writer(&self) -> &crate::store::WriterHandle {
+        &self.shared.writer
     }
 
     /// Open agent streams (for `RunNow`).
@@ -343,6 +353,7 @@ impl Collector {
             server,
             background,
             alerting,
+            alerting_stop,
             tasks,
             writer,
             pid_file,
@@ -360,7 +371,11 @@ impl Collector {
         };
         shared.shutdown.cancel();
         let _ = background.await;
-        // Alerting holds a writer handle; it ends on the shutdown token.
+        // Every report stored so far (the grace's included) reaches the
+        // rules' queue before this barrier returns; the alerting task then
+        // evaluates what is queued and stops. It holds a writer handle.
+        let _ = shared.writer.run(|_| Ok(())).await;
+        alerting_stop.cancel();
         let _ = alerting.await;
         for task in tasks {
             let _ = task.await;

@@ -82,6 +82,11 @@ impl TestCollector {
         self.collector.as_ref().expect("running")
     }
 
+    /// Starts the orderly stop without waiting for it ([`Self::stop`] waits).
+    pub fn begin_stop(&self) {
+        self.stop.cancel();
+    }
+
     /// Stops it (orderly) and waits until storage is drained.
     pub async fn stop(mut self) {
         self.stop.cancel();

@@ -321,3 +321,75 @@ async fn an_agent_over_the_new_series_limit_raises_an_incident_and_its_samples_a
     agent.stop().await;
     collector.stop().await;
 }
+
+#[tokio::test]
+async fn a_breach_stored_during_the_shutdown_grace_still_opens_its_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, FILL_RULES).unwrap();
+    let mut config = collector_config(&data, 0);
+    config.alerting.rules_file = Some(rules);
+    let collector = TestCollector::start_with(config).await;
+    let url = collector.url();
+    let value = dir.path().join("value");
+    std::fs::write(&value, "50").unwrap();
+    let script = dir.path().join("check_fill.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "v=$(cat {})\necho \"FILL $v | used=$v%\"\nexit 0\n",
+            value.display()
+        ),
+    )
+    .unwrap();
+    let agent_dir = dir.path().join("agent");
+    enroll_agent(&data, &url, &agent_dir).await;
+    let agent = TestAgent::start(&fill_agent_config(&agent_dir, &url, &script)).await;
+    // The agent's stream is open (its Hello is a writer job too).
+    let seq = agent.collect_one().await;
+    agent.wait_acked(seq).await;
+    std::fs::write(&value, "95").unwrap();
+
+    // A writer held by a slow job (as by a slow disk): the breaching report
+    // waits in its queue while the collector is told to stop.
+    let writer = collector.collector().writer().clone();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let slow = tokio::spawn({
+        let writer = writer.clone();
+        async move {
+            writer
+                .run(move |_| {
+                    started_tx.send(()).unwrap();
+                    let _ = released.recv();
+                    Ok(())
+                })
+                .await
+        }
+    });
+    tokio::task::spawn_blocking(move || started.recv().unwrap())
+        .await
+        .unwrap();
+    let before = writer.queued();
+    agent.collect_one().await;
+    wait_until("the report to wait for the writer", || {
+        writer.queued() > before
+    })
+    .await;
+    collector.begin_stop();
+    // Before the fix the alerting task stopped here, on the same token, and
+    // the report, stored and acknowledged during the grace, went
+    // unevaluated; this pause gives it that time, so the test would see it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    release.send(()).unwrap();
+    slow.await.unwrap().unwrap();
+    // The writer thread ends once its last handle is gone.
+    drop(writer);
+    collector.stop().await;
+    agent.stop().await;
+    assert_eq!(
+        incident_state(&db(&data)).map(|(_, state, _)| state),
+        Some("open".to_string())
+    );
+}

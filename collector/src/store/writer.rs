@@ -376,6 +376,11 @@ impl Writer {
 }
 
 impl WriterHandle {
+    /// Jobs waiting in the writer's queue (not the one running).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues a report; the returned receiver resolves after commit. Waits
     /// while the queue is full (back-pressure).
     pub async fn store_report(
