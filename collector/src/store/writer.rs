@@ -584,21 +584,26 @@ impl WaitsForRules {
     fn hand_over(&mut self, tx: &mpsc::Sender<Committed>, c: Committed) {
         let c = match tx.try_send(c) {
             Ok(()) => return,
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                if !self.rules_gone {
-                    self.rules_gone = true;
-                    tracing::warn!(
-                        "the rules have stopped (shutdown, or their task failed): reports stored from now on are not evaluated"
-                    );
-                }
-                return;
-            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return self.rules_stopped(),
             Err(mpsc::error::TrySendError::Full(c)) => c,
         };
         let started = Instant::now();
         // The writer is a plain thread, never a runtime worker, so it may block.
-        let _ = tx.blocking_send(c);
+        let sent = tx.blocking_send(c);
         self.waited(started.elapsed());
+        if sent.is_err() {
+            // Closed while the writer waited: this report is not evaluated.
+            self.rules_stopped();
+        }
+    }
+
+    fn rules_stopped(&mut self) {
+        if !self.rules_gone {
+            self.rules_gone = true;
+            tracing::warn!(
+                "the rules have stopped (shutdown, or their task failed): reports stored from now on are not evaluated"
+            );
+        }
     }
 
     fn waited(&mut self, d: Duration) {
