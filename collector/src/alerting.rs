@@ -102,7 +102,7 @@ impl Alerting {
             reopen_window_ms: self.reopen_window_ms,
             notifier: self.notifier.take(),
         };
-        let recorder = tokio::spawn(recorder.run(updates).in_current_span());
+        let recorder = tokio::spawn(recorder.run(updates, SLA_TICK).in_current_span());
         loop {
             let transitions = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
@@ -257,27 +257,47 @@ struct Recorder {
 
 impl Recorder {
     /// Runs until `updates` closes (the alerting loop stopped), having
-    /// written everything queued before.
-    async fn run(self, mut updates: mpsc::UnboundedReceiver<Vec<IncidentUpdate>>) {
-        let mut sla_tick = tokio::time::interval(SLA_TICK);
+    /// written everything queued before; advances SLA clocks every
+    /// `sla_every`.
+    async fn run(
+        self,
+        mut updates: mpsc::UnboundedReceiver<Vec<IncidentUpdate>>,
+        sla_every: Duration,
+    ) {
+        let mut sla_tick = tokio::time::interval(sla_every);
         sla_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batches = Vec::new();
+        // Not `biased` toward changes: while incidents are open every
+        // report of their hosts queues one, so the queue may never be
+        // empty and SLA steps would never run.
         loop {
             tokio::select! {
-                // Queued changes first: an SLA step reads the incidents
-                // and must not act on one whose change is still queued.
-                biased;
                 n = updates.recv_many(&mut batches, RECORD_BATCHES) => {
                     if n == 0 {
                         break;
                     }
                     // One writer job for everything queued: one job per
-                    // report would fall behind while incidents are open
-                    // (every report of such a host updates them).
+                    // report would fall behind while incidents are open.
                     let updates = batches.drain(..).flatten().collect();
                     self.record(updates).await;
                 }
-                _ = sla_tick.tick() => self.advance_sla().await,
+                _ = sla_tick.tick() => {
+                    // What is queued now is written first: an SLA step
+                    // reads the incidents and must not act on one whose
+                    // change is still queued. Later changes come after it.
+                    let mut queued = updates.len();
+                    while queued > 0 {
+                        let limit = queued.min(RECORD_BATCHES);
+                        let n = updates.recv_many(&mut batches, limit).await;
+                        if n == 0 {
+                            break;
+                        }
+                        queued = queued.saturating_sub(n);
+                        let updates = batches.drain(..).flatten().collect();
+                        self.record(updates).await;
+                    }
+                    self.advance_sla().await;
+                }
             }
         }
     }
@@ -774,6 +794,93 @@ recover_threshold = 80
             .expect("alerting stopped")
             .unwrap();
         assert_eq!(opened(), REPORTS as i64);
+        drop(writer);
+        thread.join();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sla_steps_run_while_changes_keep_arriving() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (writer, thread) = store::Writer::spawn(&path, None).unwrap();
+        let agent = store::enrolled_agent(&writer, &path).await;
+        // Open 26 minutes ago at severity II: the response pre-breach
+        // warning (80 % of 30 minutes) is due at the first SLA step.
+        let now = chrono::Utc::now().timestamp_millis();
+        let opened = now - 26 * 60_000;
+        let firing = Firing {
+            rule_id: "r".into(),
+            agent_id: agent,
+            key: "k".into(),
+            severity: "II".into(),
+            title: "t".into(),
+            description: String::new(),
+            value: "99".into(),
+            numeric: Some(99.0),
+            threshold: "90".into(),
+            at_ms: opened,
+            flapping: false,
+            sla_clock: new_clock("II", opened, &SlaPolicy::default()),
+            suppressed_by: None,
+        };
+        writer
+            .incidents(vec![IncidentUpdate::Firing(firing)], 0)
+            .await
+            .unwrap();
+        let recorder = Recorder {
+            writer: writer.clone(),
+            read: Arc::new(Mutex::new(store::open_read_only(&path).unwrap())),
+            clock: Arc::new(crate::clock::SystemClock),
+            reopen_window_ms: 0,
+            notifier: None,
+        };
+        // A host still in breach: changes already queued when the recorder
+        // starts, and more arriving faster than it writes them.
+        let (to_recorder, updates) = mpsc::unbounded_channel();
+        let still = || {
+            vec![IncidentUpdate::StillFiring {
+                key: "k".into(),
+                value: "99".into(),
+                numeric: Some(99.0),
+                at_ms: chrono::Utc::now().timestamp_millis(),
+            }]
+        };
+        for _ in 0..100 {
+            to_recorder.send(still()).unwrap();
+        }
+        let recorder = tokio::spawn(recorder.run(updates, Duration::from_millis(20)));
+        let producing = CancellationToken::new();
+        // A thread: a runtime timer cannot wake it more often than every
+        // millisecond, slower than the recorder empties the queue here.
+        let producer = std::thread::spawn({
+            let producing = producing.clone();
+            move || {
+                while !producing.is_cancelled() {
+                    let _ = to_recorder.send(still());
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        });
+        let conn = store::open_read_only(&path).unwrap();
+        let warned = || -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM incident_events WHERE action = 'sla.pre_breach'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while warned() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("an SLA step while changes keep arriving");
+        producing.cancel();
+        producer.join().unwrap();
+        recorder.await.unwrap();
+        assert_eq!(warned(), 1, "the warning is recorded once");
         drop(writer);
         thread.join();
     }
