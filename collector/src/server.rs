@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -476,9 +477,11 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 const WAL_RESTART_PAGES: i64 = 16_384;
 /// Passes the checkpointer makes to catch up with the writer before asking
 /// it to finish, at most.
-const MAX_CATCH_UP_PASSES: usize = 4;
-/// Pages left for the writer to copy when it finishes a checkpoint, about.
-const WRITER_FINISH_PAGES: i64 = 512;
+const MAX_CATCH_UP_PASSES: usize = 8;
+/// A catch-up pass this short leaves little behind it for the writer: what
+/// the writer copies when it finishes is what it committed since the last
+/// pass began, so it grows with that pass's time, not with its pages.
+const SHORT_PASS: std::time::Duration = std::time::Duration::from_millis(15);
 
 /// Checkpoints the WAL from a connection of its own (PASSIVE: never waits
 /// for the writer or readers), so the writer's commits do not copy pages
@@ -487,6 +490,11 @@ const WRITER_FINISH_PAGES: i64 = 512;
 /// the few pages left, between two transactions, and its next commit
 /// starts the WAL over. A checkpoint that cannot finish (a long reader) is
 /// retried next time; the WAL grows until one does.
+///
+/// SQLite flushes the database file only at a checkpoint that reaches the
+/// WAL's end, which under ingest is the writer's; so each pass here also
+/// flushes what it copied, or the writer's finish would wait for the
+/// whole cycle's pages to reach the disk.
 pub async fn checkpointer(
     db: std::path::PathBuf,
     writer: crate::store::WriterHandle,
@@ -501,17 +509,28 @@ pub async fn checkpointer(
     };
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let file = match std::fs::File::open(&db) {
+        Ok(f) => std::sync::Arc::new(f),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the database file to flush it; the WAL will grow");
+            return;
+        }
+    };
     let passive = || {
         let conn = conn.clone();
+        let file = file.clone();
         async move {
             let started = std::time::Instant::now();
             let r = tokio::task::spawn_blocking(move || {
                 let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-                crate::store::writer::checkpoint_passive(&conn)
+                let wal = crate::store::writer::checkpoint_passive(&conn)
+                    .context("checkpointing the WAL")?;
+                file.sync_data().context("flushing the database file")?;
+                anyhow::Ok(wal)
             })
             .await;
             tracing::debug!(ms = started.elapsed().as_millis() as u64, result = ?r, "checkpoint");
-            r
+            r.map(|r| (r, started.elapsed()))
         }
     };
     'ticks: loop {
@@ -519,10 +538,10 @@ pub async fn checkpointer(
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let mut wal = match passive().await {
-            Ok(Ok(wal)) => wal,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "checkpoint failed; retried");
+        let wal = match passive().await {
+            Ok((Ok(wal), _)) => wal,
+            Ok((Err(e), _)) => {
+                tracing::warn!(error = format!("{e:#}"), "checkpoint failed; retried");
                 continue;
             }
             Err(_) => break,
@@ -534,16 +553,11 @@ pub async fn checkpointer(
         // passes here, so the writer's own part, which every ack waits
         // behind, is only the last few pages.
         for _ in 0..MAX_CATCH_UP_PASSES {
-            let next = match passive().await {
-                Ok(Ok(next)) => next,
-                Ok(Err(_)) => continue 'ticks,
+            match passive().await {
+                Ok((Ok(_), took)) if took <= SHORT_PASS => break,
+                Ok((Ok(_), _)) => {}
+                Ok((Err(_), _)) => continue 'ticks,
                 Err(_) => break 'ticks,
-            };
-            // A short pass leaves little appended behind it.
-            let copied = next.checkpointed_pages - wal.checkpointed_pages;
-            wal = next;
-            if copied <= WRITER_FINISH_PAGES {
-                break;
             }
         }
         match writer.finish_checkpoint().await {

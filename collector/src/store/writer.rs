@@ -246,12 +246,19 @@ type TaskOutput = Box<dyn std::any::Any + Send>;
 type TaskFn = Box<dyn FnOnce(&Connection) -> Result<TaskOutput, TaskError> + Send>;
 
 /// What the writer thread is asked to do: a write inside the next batch's
-/// transaction, or a checkpoint between two transactions.
+/// transaction, or to look at the checkpoints asked for.
 enum Job {
     Tx(TxJob),
-    /// See [`WriterHandle::finish_checkpoint`].
-    Checkpoint(Reply<WalState>),
+    /// Wakes an idle writer for [`WriterHandle::finish_checkpoint`], whose
+    /// reply waits beside the queue, not in it.
+    CheckpointWanted,
 }
+
+/// Replies of the checkpoints asked for and not run yet. They wait beside
+/// the queue so that the writer runs them before its next batch, instead of
+/// after every report queued ahead of them: each frame committed in between
+/// is one more page the writer copies while acks wait.
+type CheckpointsWanted = Arc<std::sync::Mutex<Vec<Reply<WalState>>>>;
 
 /// The WAL after a checkpoint: its length and how much of it is copied into
 /// the database file, in pages.
@@ -286,6 +293,7 @@ pub enum TaskError {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Job>,
+    checkpoints: CheckpointsWanted,
 }
 
 /// The writer thread; [`Writer::join`] waits for it to drain and stop once
@@ -357,14 +365,16 @@ impl Writer {
             );
         }
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let checkpoints = CheckpointsWanted::default();
+        let wanted = checkpoints.clone();
         let thread = std::thread::Builder::new()
             .name("xunjian-writer".into())
-            .spawn(move || run(conn, rx, committed, max_new_series_per_hour))
+            .spawn(move || run(conn, rx, wanted, committed, max_new_series_per_hour))
             .map_err(|source| StoreError::Dir {
                 path: path.to_owned(),
                 source,
             })?;
-        Ok((WriterHandle { tx }, Writer { thread }))
+        Ok((WriterHandle { tx, checkpoints }, Writer { thread }))
     }
 
     /// Waits until the thread has committed everything queued and stopped.
@@ -485,9 +495,15 @@ impl WriterHandle {
     /// has: the WAL would grow without bound (5 GB in 80 s at 10,000
     /// agents). Called right after such a checkpoint, this one copies only
     /// the pages written since, and the next commit starts the WAL over.
+    /// It runs before the writer's next batch, ahead of the reports queued.
     pub async fn finish_checkpoint(&self) -> Result<WalState, WriteError> {
         let (done, rx) = oneshot::channel();
-        let _ = self.tx.send(Job::Checkpoint(done)).await;
+        lock_wanted(&self.checkpoints).push(done);
+        match self.tx.try_send(Job::CheckpointWanted) {
+            // A full queue means a busy writer: it looks before each batch.
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(WriteError::Closed),
+        }
         rx.await.unwrap_or(Err(WriteError::Closed))
     }
 
@@ -624,9 +640,29 @@ impl WaitsForRules {
     }
 }
 
+fn lock_wanted(wanted: &CheckpointsWanted) -> std::sync::MutexGuard<'_, Vec<Reply<WalState>>> {
+    // A panic while holding this lock leaves a plain Vec: still usable.
+    wanted.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs the checkpoints asked for, if any, between two transactions.
+fn run_wanted_checkpoints(conn: &Connection, wanted: &CheckpointsWanted) {
+    let replies = std::mem::take(&mut *lock_wanted(wanted));
+    if replies.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let r = checkpoint_passive(conn).map_err(|e| classify(&e));
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, result = ?r, "writer finished a checkpoint");
+    for done in replies {
+        let _ = done.send(r.clone());
+    }
+}
+
 fn run(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Job>,
+    wanted: CheckpointsWanted,
     committed: Option<mpsc::Sender<Committed>>,
     max_new_series_per_hour: usize,
 ) {
@@ -634,17 +670,17 @@ fn run(
     let mut waits = WaitsForRules::default();
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = Vec::new();
-        let mut checkpoints = Vec::new();
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            match job {
-                Job::Tx(job) => jobs.push(job),
-                Job::Checkpoint(done) => checkpoints.push(done),
+            if let Job::Tx(job) = job {
+                jobs.push(job);
             }
             if jobs.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
+        // Before this batch: what it commits would be more to copy.
+        run_wanted_checkpoints(&conn, &wanted);
         let gates: Vec<Option<StreamGate>> = jobs
             .iter()
             .map(|job| match job {
@@ -675,16 +711,9 @@ fn run(
             }
             outcome.send(committed.as_ref(), &mut waits);
         }
-        // After the batch's commit: a checkpoint cannot run inside it.
-        if !checkpoints.is_empty() {
-            let started = Instant::now();
-            let r = checkpoint_passive(&conn).map_err(|e| classify(&e));
-            tracing::debug!(ms = started.elapsed().as_millis() as u64, result = ?r, "writer finished a checkpoint");
-            for done in checkpoints {
-                let _ = done.send(r.clone());
-            }
-        }
     }
+    // Asked for while the last batch ran.
+    run_wanted_checkpoints(&conn, &wanted);
     tracing::debug!("storage writer drained and stopped");
 }
 
@@ -1160,6 +1189,70 @@ mod tests {
             restarted.wal_pages < finished.wal_pages / 10,
             "the WAL did not start over: {finished:?} then {restarted:?}"
         );
+        drop(handle);
+        writer.join();
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_asked_for_runs_before_the_reports_queued_ahead_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (handle, writer) = Writer::spawn(&path, None).unwrap();
+        let agent = enrolled_agent(&handle, &path).await;
+        let other = super::super::open(&path).unwrap();
+        store(&handle, agent, 1..=5).await;
+
+        // The writer is held inside a task while reports queue up and then
+        // a checkpoint is asked for.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (entered, in_task) = oneshot::channel();
+        let task = {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                handle
+                    .run(move |_| {
+                        let _ = entered.send(());
+                        let _ = held.recv();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        in_task.await.unwrap();
+        let before = checkpoint_passive(&other).unwrap();
+        let mut acks = Vec::new();
+        for seq in 6..=25 {
+            acks.push(
+                handle
+                    .store_report(agent, distinct_names(seq, 200), 10, 5)
+                    .await,
+            );
+        }
+        let checkpoint = {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.finish_checkpoint().await })
+        };
+        while lock_wanted(&handle.checkpoints).is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        release.send(()).unwrap();
+        task.await.unwrap().unwrap();
+
+        // It copied the WAL as it was before those reports: none of their
+        // pages were committed ahead of it.
+        let finished = checkpoint.await.unwrap().unwrap();
+        assert_eq!(
+            finished.wal_pages, before.wal_pages,
+            "{before:?} then {finished:?}"
+        );
+        assert_eq!(finished.checkpointed_pages, finished.wal_pages);
+        for ack in acks {
+            ack.await.unwrap().unwrap();
+        }
+        let stored: i64 = other
+            .query_row("SELECT count(*) FROM reports", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 25);
         drop(handle);
         writer.join();
     }
