@@ -464,16 +464,20 @@ fn agent_limit(max_agents: usize) -> usize {
     }
 }
 
-/// How often the WAL is checkpointed into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often the WAL is checkpointed into the database file. Often, so
+/// each pass is short: at 5,000 reports/s a pass every 2 s copied some
+/// 60,000 frames in one burst of about 300 ms, during which the writer's
+/// batches ran at half speed; every 500 ms, the p99 ack over six minutes
+/// was 97.7 ms instead of 188.4 (README).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A WAL at least this long (pages of 4 KiB: 64 MiB) is started over: the
 /// writer finishes the checkpoint (see [`crate::store::WriterHandle::finish_checkpoint`]).
 /// Below it, the WAL file is reused as is. At 5,000 reports/s the WAL grows
-/// by about 120 MiB a second, so the writer finishes one at every
-/// checkpoint (2 s). A 512 MiB threshold, tried, measured worse (the
-/// writer's finish 93 ms median instead of 55, the ack p99 up), for a
-/// reason not found.
+/// by about 120 MiB a second, so the writer finishes one about every
+/// second. 192 MiB, tried, measured worse (p99 149.2 ms over six minutes
+/// against 97.7), as did 512 MiB before the catch-up passes flushed the
+/// database file.
 const WAL_RESTART_PAGES: i64 = 16_384;
 /// Passes the checkpointer makes to catch up with the writer before asking
 /// it to finish, at most.
