@@ -502,9 +502,18 @@ impl WriterHandle {
         match self.tx.try_send(Job::CheckpointWanted) {
             // A full queue means a busy writer: it looks before each batch.
             Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(WriteError::Closed),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                lock_wanted(&self.checkpoints).clear();
+                return Err(WriteError::Closed);
+            }
         }
-        rx.await.unwrap_or(Err(WriteError::Closed))
+        // The reply is not dropped with the writer's queue: a writer that
+        // died (panicked) would leave it waiting for ever.
+        tokio::select! {
+            biased;
+            r = rx => r.unwrap_or(Err(WriteError::Closed)),
+            () = self.tx.closed() => Err(WriteError::Closed),
+        }
     }
 
     /// Consumes a token use and registers the agent, atomically.
@@ -712,7 +721,8 @@ fn run(
             outcome.send(committed.as_ref(), &mut waits);
         }
     }
-    // Asked for while the last batch ran.
+    // Asked for by a caller that has gone since (a live one keeps a handle,
+    // so the queue open): answered, not left in the list.
     run_wanted_checkpoints(&conn, &wanted);
     tracing::debug!("storage writer drained and stopped");
 }
@@ -1253,6 +1263,45 @@ mod tests {
             .query_row("SELECT count(*) FROM reports", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, 25);
+        drop(handle);
+        writer.join();
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_asked_of_a_writer_that_died_is_refused_not_awaited_for_ever() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let (handle, writer) = Writer::spawn(&path, None).unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (entered, in_task) = oneshot::channel();
+        let task = {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                handle
+                    .run(move |_| -> Result<(), TaskError> {
+                        let _ = entered.send(());
+                        let _ = held.recv();
+                        panic!("the writer dies while a checkpoint is asked for");
+                    })
+                    .await
+            })
+        };
+        in_task.await.unwrap();
+        let checkpoint = {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.finish_checkpoint().await })
+        };
+        while lock_wanted(&handle.checkpoints).is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        release.send(()).unwrap();
+        assert!(matches!(task.await.unwrap(), Err(WriteError::Closed)));
+        // A hang here is the bug; the limit only keeps the suite from hanging.
+        let answer = tokio::time::timeout(Duration::from_secs(30), checkpoint)
+            .await
+            .expect("the checkpoint's caller was left waiting")
+            .unwrap();
+        assert!(matches!(answer, Err(WriteError::Closed)), "{answer:?}");
         drop(handle);
         writer.join();
     }
