@@ -809,20 +809,10 @@ recover_threshold = 80
         let now = chrono::Utc::now().timestamp_millis();
         let opened = now - 26 * 60_000;
         let firing = Firing {
-            rule_id: "r".into(),
-            agent_id: agent,
-            key: "k".into(),
-            severity: "II".into(),
-            title: "t".into(),
-            description: String::new(),
-            value: "99".into(),
-            numeric: Some(99.0),
-            threshold: "90".into(),
-            at_ms: opened,
-            flapping: false,
             sla_clock: new_clock("II", opened, &SlaPolicy::default()),
-            suppressed_by: None,
+            ..crate::store::incidents::test_firing(agent, opened, 99.0)
         };
+        let key = firing.key.clone();
         writer
             .incidents(vec![IncidentUpdate::Firing(firing)], 0)
             .await
@@ -837,9 +827,9 @@ recover_threshold = 80
         // A host still in breach: changes already queued when the recorder
         // starts, and more arriving faster than it writes them.
         let (to_recorder, updates) = mpsc::unbounded_channel();
-        let still = || {
+        let still = move || {
             vec![IncidentUpdate::StillFiring {
-                key: "k".into(),
+                key: key.clone(),
                 value: "99".into(),
                 numeric: Some(99.0),
                 at_ms: chrono::Utc::now().timestamp_millis(),

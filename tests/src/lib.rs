@@ -165,6 +165,34 @@ threshold = 90
 recover_threshold = 80
 "#;
 
+/// A collector config (data in `dir/collector`) with [`FILL_RULES`] as its
+/// rules file, written to `dir/rules.toml`.
+pub fn collector_config_with_fill_rules(dir: &Path) -> CollectorConfig {
+    let rules = dir.join("rules.toml");
+    std::fs::write(&rules, FILL_RULES).expect("rules file written");
+    let mut config = collector_config(&dir.join("collector"), 0);
+    config.alerting.rules_file = Some(rules);
+    config
+}
+
+/// A `fill` check script (`dir/check_fill.sh`) that reports the number in
+/// a file beside it (`dir/value`, written as `initial`): a test changes the
+/// value by rewriting that file. Returns (script, value file).
+pub fn fill_script_reading_a_file(dir: &Path, initial: &str) -> (PathBuf, PathBuf) {
+    let value = dir.join("value");
+    std::fs::write(&value, initial).expect("value file written");
+    let script = dir.join("check_fill.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "v=$(cat {})\necho \"FILL $v | used=$v%\"\nexit 0\n",
+            value.display()
+        ),
+    )
+    .expect("script written");
+    (script, value)
+}
+
 /// An agent running only the system area and the `fill` custom check
 /// (`script`, run by /bin/sh), which reports `custom.fill.used`.
 pub fn fill_agent_config(agent_dir: &Path, url: &str, script: &Path) -> AgentConfig {

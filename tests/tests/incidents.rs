@@ -67,10 +67,7 @@ fn incident_state(conn: &rusqlite::Connection) -> Option<(i64, String, i64)> {
 async fn a_breach_opens_one_incident_that_resolves_when_the_value_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, FILL_RULES).unwrap();
-    let mut config = collector_config(&data, 0);
-    config.alerting.rules_file = Some(rules);
+    let mut config = collector_config_with_fill_rules(dir.path());
     let (hook, mut received) = webhook_receiver().await;
     config.notify = toml::from_str(&format!(
         "group_wait = \"0s\"\ngroup_interval = \"1s\"\n[[targets]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{hook}\"\n"
@@ -79,17 +76,7 @@ async fn a_breach_opens_one_incident_that_resolves_when_the_value_recovers() {
     let collector = TestCollector::start_with(config).await;
     let url = collector.url();
 
-    let value = dir.path().join("value");
-    std::fs::write(&value, "50").unwrap();
-    let script = dir.path().join("check_fill.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "v=$(cat {})\necho \"FILL $v | used=$v%\"\nexit 0\n",
-            value.display()
-        ),
-    )
-    .unwrap();
+    let (script, value) = fill_script_reading_a_file(dir.path(), "50");
     let agent_dir = dir.path().join("agent");
     enroll_agent(&data, &url, &agent_dir).await;
     let agent_config = fill_agent_config(&agent_dir, &url, &script);
@@ -186,10 +173,7 @@ async fn a_breach_opens_one_incident_that_resolves_when_the_value_recovers() {
 async fn a_silenced_problem_is_recorded_but_suppressed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, FILL_RULES).unwrap();
-    let mut config = collector_config(&data, 0);
-    config.alerting.rules_file = Some(rules);
+    let mut config = collector_config_with_fill_rules(dir.path());
     let collector = TestCollector::start_with(config.clone()).await;
     let port = collector.addr.port();
     let agent_dir = dir.path().join("agent");
@@ -326,23 +310,10 @@ async fn an_agent_over_the_new_series_limit_raises_an_incident_and_its_samples_a
 async fn a_breach_stored_during_the_shutdown_grace_still_opens_its_incident() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, FILL_RULES).unwrap();
-    let mut config = collector_config(&data, 0);
-    config.alerting.rules_file = Some(rules);
+    let config = collector_config_with_fill_rules(dir.path());
     let collector = TestCollector::start_with(config).await;
     let url = collector.url();
-    let value = dir.path().join("value");
-    std::fs::write(&value, "50").unwrap();
-    let script = dir.path().join("check_fill.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "v=$(cat {})\necho \"FILL $v | used=$v%\"\nexit 0\n",
-            value.display()
-        ),
-    )
-    .unwrap();
+    let (script, value) = fill_script_reading_a_file(dir.path(), "50");
     let agent_dir = dir.path().join("agent");
     enroll_agent(&data, &url, &agent_dir).await;
     let agent = TestAgent::start(&fill_agent_config(&agent_dir, &url, &script)).await;

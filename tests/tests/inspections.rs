@@ -42,10 +42,7 @@ async fn wait_filed(conn: &rusqlite::Connection, run_id: i64) -> InspectionRun {
 async fn an_inspection_files_every_host_links_incidents_and_verifies_as_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, FILL_RULES).unwrap();
-    let mut config = collector_config(&data, 0);
-    config.alerting.rules_file = Some(rules);
+    let mut config = collector_config_with_fill_rules(dir.path());
     config.inspection.wait = Duration::from_secs(4);
     config
         .inspection

@@ -197,7 +197,7 @@ pub fn history(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::incidents::{Firing, IncidentUpdate, apply};
+    use crate::store::incidents::{IncidentUpdate, apply, test_firing};
     use uuid::Uuid;
 
     fn setup() -> (tempfile::TempDir, Connection, i64) {
@@ -209,21 +209,7 @@ mod tests {
             [agent.to_string()],
         )
         .unwrap();
-        let firing = IncidentUpdate::Firing(Firing {
-            rule_id: "r".into(),
-            agent_id: agent,
-            key: "k".into(),
-            severity: "II".into(),
-            title: "t".into(),
-            description: String::new(),
-            value: "96".into(),
-            numeric: Some(96.0),
-            threshold: "> 95".into(),
-            at_ms: 1_000,
-            flapping: false,
-            sla_clock: String::new(),
-            suppressed_by: None,
-        });
+        let firing = IncidentUpdate::Firing(test_firing(agent, 1_000, 96.0));
         apply(&conn, &firing, 3_600_000).unwrap();
         (dir, conn, 1)
     }

@@ -258,6 +258,26 @@ pub fn event(
     Ok(())
 }
 
+/// A severity II filesystem rule firing at `at` with value `v`, for tests.
+#[cfg(test)]
+pub(crate) fn test_firing(agent: Uuid, at: i64, v: f64) -> Firing {
+    Firing {
+        rule_id: "fs.used.critical".into(),
+        agent_id: agent,
+        key: format!("fs.used.critical|{agent}|mount=/"),
+        severity: "II".into(),
+        title: "Filesystem / almost full".into(),
+        description: String::new(),
+        value: format!("{v}%"),
+        numeric: Some(v),
+        threshold: "> 95%".into(),
+        at_ms: at,
+        flapping: false,
+        sla_clock: String::new(),
+        suppressed_by: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,21 +295,7 @@ mod tests {
     }
 
     fn firing(agent: Uuid, at: i64, v: f64) -> IncidentUpdate {
-        IncidentUpdate::Firing(Firing {
-            rule_id: "fs.used.critical".into(),
-            agent_id: agent,
-            key: format!("fs.used.critical|{agent}|mount=/"),
-            severity: "II".into(),
-            title: "Filesystem / almost full".into(),
-            description: String::new(),
-            value: format!("{v}%"),
-            numeric: Some(v),
-            threshold: "> 95%".into(),
-            at_ms: at,
-            flapping: false,
-            sla_clock: String::new(),
-            suppressed_by: None,
-        })
+        IncidentUpdate::Firing(test_firing(agent, at, v))
     }
 
     fn state(conn: &Connection) -> Vec<(i64, String, i64, Option<f64>, i64)> {

@@ -1161,6 +1161,44 @@ mod tests {
         }
     }
 
+    type Held<T> = tokio::task::JoinHandle<Result<T, WriteError>>;
+
+    /// Holds the writer inside a task until the returned sender is sent to
+    /// (or dropped); the task then ends with `then`.
+    async fn hold_writer<T: Send + 'static>(
+        handle: &WriterHandle,
+        then: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
+    ) -> (std::sync::mpsc::Sender<()>, Held<T>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (entered, in_task) = oneshot::channel();
+        let task = {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                handle
+                    .run(move |_| {
+                        let _ = entered.send(());
+                        let _ = held.recv();
+                        then()
+                    })
+                    .await
+            })
+        };
+        in_task.await.unwrap();
+        (release, task)
+    }
+
+    /// Asks for a checkpoint and returns once the writer can see the request.
+    async fn ask_for_checkpoint(handle: &WriterHandle) -> Held<WalState> {
+        let checkpoint = {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.finish_checkpoint().await })
+        };
+        while lock_wanted(&handle.checkpoints).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        checkpoint
+    }
+
     #[tokio::test]
     async fn a_checkpoint_the_writer_finishes_lets_the_wal_start_over() {
         let dir = tempfile::tempdir().unwrap();
@@ -1214,21 +1252,7 @@ mod tests {
 
         // The writer is held inside a task while reports queue up and then
         // a checkpoint is asked for.
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (entered, in_task) = oneshot::channel();
-        let task = {
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                handle
-                    .run(move |_| {
-                        let _ = entered.send(());
-                        let _ = held.recv();
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        in_task.await.unwrap();
+        let (release, task) = hold_writer(&handle, || Ok(())).await;
         let before = checkpoint_passive(&other).unwrap();
         let mut acks = Vec::new();
         for seq in 6..=25 {
@@ -1238,13 +1262,7 @@ mod tests {
                     .await,
             );
         }
-        let checkpoint = {
-            let handle = handle.clone();
-            tokio::spawn(async move { handle.finish_checkpoint().await })
-        };
-        while lock_wanted(&handle.checkpoints).is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let checkpoint = ask_for_checkpoint(&handle).await;
         release.send(()).unwrap();
         task.await.unwrap().unwrap();
 
@@ -1272,28 +1290,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.db");
         let (handle, writer) = Writer::spawn(&path, None).unwrap();
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (entered, in_task) = oneshot::channel();
-        let task = {
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                handle
-                    .run(move |_| -> Result<(), TaskError> {
-                        let _ = entered.send(());
-                        let _ = held.recv();
-                        panic!("the writer dies while a checkpoint is asked for");
-                    })
-                    .await
-            })
-        };
-        in_task.await.unwrap();
-        let checkpoint = {
-            let handle = handle.clone();
-            tokio::spawn(async move { handle.finish_checkpoint().await })
-        };
-        while lock_wanted(&handle.checkpoints).is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let (release, task) = hold_writer(&handle, || -> Result<(), TaskError> {
+            panic!("the writer dies while a checkpoint is asked for")
+        })
+        .await;
+        let checkpoint = ask_for_checkpoint(&handle).await;
         release.send(()).unwrap();
         assert!(matches!(task.await.unwrap(), Err(WriteError::Closed)));
         // A hang here is the bug; the limit only keeps the suite from hanging.
