@@ -67,7 +67,12 @@ impl Alerting {
         let mut last_seen: HashMap<String, i64> = HashMap::new();
         let mut known: HashMap<String, HostFacts> = HashMap::new();
         let now = self.clock.now_ms();
-        for (facts, seen, dropped) in std::mem::take(&mut self.hosts) {
+        for KnownHost {
+            facts,
+            last_seen_at: seen,
+            spool_dropped_total: dropped,
+        } in std::mem::take(&mut self.hosts)
+        {
             if let Some(seen) = seen {
                 last_seen.insert(facts.agent_id.clone(), seen);
             }
@@ -115,7 +120,7 @@ impl Alerting {
                     self.engine.tick(now, &|agent: &str| last_seen.get(agent).copied())
                 }
                 _ = facts_tick.tick() => {
-                    for (facts, _, _) in load_hosts(&self.read, None).await {
+                    for KnownHost { facts, .. } in load_hosts(&self.read, None).await {
                         self.engine.set_host(facts.clone());
                         known.insert(facts.agent_id.clone(), facts);
                     }
@@ -175,7 +180,7 @@ impl Alerting {
                 .await
                 .into_iter()
                 .next()
-                .map(|(f, _, _)| f);
+                .map(|host| host.facts);
             let facts = facts.unwrap_or_else(|| HostFacts {
                 agent_id: agent.clone(),
                 ..HostFacts::default()
@@ -580,9 +585,13 @@ fn to_update(
     })
 }
 
-/// A host as the rules learn it from the agents table: its facts, when it
-/// was last seen, and its stored spool drop count.
-pub type KnownHost = (HostFacts, Option<i64>, i64);
+/// A host as the rules learn it from the agents table.
+pub struct KnownHost {
+    pub facts: HostFacts,
+    pub last_seen_at: Option<i64>,
+    /// The agent's spool drop count as last stored.
+    pub spool_dropped_total: i64,
+}
 
 /// Every host (or one) from the agents table. The collector reads them
 /// once before ingest starts ([`Alerting::hosts`]): read later, a stored
@@ -592,18 +601,16 @@ pub fn read_hosts(conn: &Connection, one: Option<Uuid>) -> Vec<KnownHost> {
     match store::host_facts(conn, one) {
         Ok(rows) => rows
             .into_iter()
-            .map(|row| {
-                (
-                    HostFacts {
-                        agent_id: row.agent_id,
-                        hostname: row.hostname,
-                        os_name: row.os_name,
-                        labels: row.labels,
-                        groups: row.groups,
-                    },
-                    row.last_seen_at,
-                    row.spool_dropped_total,
-                )
+            .map(|row| KnownHost {
+                facts: HostFacts {
+                    agent_id: row.agent_id,
+                    hostname: row.hostname,
+                    os_name: row.os_name,
+                    labels: row.labels,
+                    groups: row.groups,
+                },
+                last_seen_at: row.last_seen_at,
+                spool_dropped_total: row.spool_dropped_total,
             })
             .collect(),
         Err(e) => {
