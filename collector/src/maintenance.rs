@@ -57,7 +57,7 @@ const ROLLING_BELOW: &str = "rollup.rolling_below_block";
 /// While an hour is being rolled up: agents up to this rowid are done.
 const ROLLING_CURSOR: &str = "rollup.rolling_agent_rowid";
 const WATERMARK_PRESENCE: &str = "presence.received_at";
-/// When check catalogs were last pruned (`prune_check_catalog`).
+/// When check catalogs were last pruned (`store::checks::prune_catalog`).
 const CATALOG_PRUNED_AT: &str = "checks.catalog_pruned_at";
 /// How often check catalogs are pruned: each time reads the whole catalog.
 const CATALOG_PRUNE_EVERY_MS: i64 = 86_400_000;
